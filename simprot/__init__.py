@@ -1,0 +1,1 @@
+"""SimProt: the contact centre's binary client protocol (see docs/simprot.md)."""

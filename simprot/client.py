@@ -1,0 +1,377 @@
+"""The asyncio SimProt client every daemon and ``ctictl`` use.
+
+It connects to the first server of a list that serves (a node answering NOT_MASTER names the
+others), says hello, logs in with a password or a resume token, and keeps the session up: when the
+connection drops it reconnects with exponential backoff and jitter, logs in again with the token it
+was given, and re-subscribes every topic with ``resume`` so the missed events arrive exactly once
+and in order (or, after too long a gap, as a fresh snapshot).  Requests in flight when a connection
+drops fail with :class:`ConnectionClosed`: the client cannot know whether the server performed them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import ssl as _ssl
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConnectionClosed, ErrorCode, RemoteProtocolError, RequestError
+from .framing import FrameDecoder, decode_body, encode_frame
+from .messages import Kind
+
+log = logging.getLogger("simprot.client")
+
+EventHandler = Callable[[str, int, str, Any], None]       # (topic, seq, name, data)
+SnapshotHandler = Callable[[str, Any], None]               # (topic, snapshot)
+
+
+def parse_address(text: str, default_port: int = 7400) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"server address {text!r}: port must be 1..65535")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class _Subscription:
+    topic: str
+    on_event: EventHandler
+    on_snapshot: SnapshotHandler | None
+    epoch: str | None = None
+    seq: int = 0
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, client: SimProtClient) -> None:
+        self.client = client
+        self.decoder = FrameDecoder(client.max_frame)
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.error: RequestError | None = None  # the id-0 error the server sent before closing
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.client.last_rx = asyncio.get_running_loop().time()
+        self.decoder.feed(data)
+        try:
+            for body in self.decoder.frames():
+                self.client._on_message(self, decode_body(body, self.decoder.max_frame))
+        except RemoteProtocolError as exc:
+            log.warning("client.protocol_error", extra={"reason": str(exc)})
+            if self.transport is not None:
+                self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+        self.client._lost(self)
+
+
+class SimProtClient:
+    def __init__(
+        self,
+        servers: Sequence[str | tuple[str, int]],
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        client_name: str = "simprot-py",
+        ssl: _ssl.SSLContext | None = None,
+        reconnect: bool = True,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 10.0,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 30.0,
+        max_frame: int = 16 * 1024 * 1024,
+    ) -> None:
+        if not servers:
+            raise ValueError("servers: at least one address")
+        self.servers = [parse_address(s) if isinstance(s, str) else s for s in servers]
+        self.user, self.password, self.token = user, password, token
+        self.client_name = client_name
+        self.ssl = ssl
+        self.reconnect = reconnect
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.connect_timeout, self.request_timeout = connect_timeout, request_timeout
+        self.max_frame = max_frame
+        self.hello: dict = {}
+        self.account: dict = {}
+        self.connected = asyncio.Event()
+        self.last_rx = self.last_tx = 0.0
+        self._proto: _Protocol | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._subs: dict[str, _Subscription] = {}
+        self._sub_requests: dict[int, _Subscription] = {}
+        self._closing = False
+        self._reconnector: asyncio.Task | None = None
+        self._heartbeat: asyncio.Task | None = None
+        self.reconnects = 0
+
+    # ---- connection management --------------------------------------------------------------
+    async def connect(self) -> dict:
+        """Connect, hello, log in, resubscribe. Returns the login answer."""
+        last: Exception | None = None
+        tried: set[tuple[str, int]] = set()
+        queue = list(self.servers)
+        while queue:
+            addr = queue.pop(0)
+            if addr in tried:
+                continue
+            tried.add(addr)
+            try:
+                return await self._connect_one(addr)
+            except RequestError as exc:
+                if exc.code is ErrorCode.NOT_MASTER:
+                    # go where the standby points, then the rest of our own list
+                    for s in exc.details.get("servers", []):
+                        try:
+                            queue.insert(0, parse_address(str(s)))
+                        except ValueError:
+                            continue
+                    last = exc
+                    continue
+                raise
+            except (TimeoutError, OSError, ConnectionClosed) as exc:
+                last = exc
+        raise ConnectionClosed(f"no server reachable: {last}")
+
+    async def _connect_one(self, addr: tuple[str, int]) -> dict:
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: _Protocol(self), addr[0], addr[1], ssl=self.ssl),
+            self.connect_timeout)
+        self._proto = proto
+        try:
+            self.hello = await self._call("hello", {"versions": [1], "client": self.client_name},
+                                          self.connect_timeout)
+            answer = await self._login()
+        except BaseException:
+            if proto.transport is not None:
+                proto.transport.abort()
+            raise
+        self.account = answer.get("account", {})
+        self.token = answer.get("token", self.token)
+        for sub in list(self._subs.values()):
+            await self._resubscribe(sub)
+        self.connected.set()
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = loop.create_task(self._heartbeats())
+        log.info("client.connected", extra={"server": f"{addr[0]}:{addr[1]}", "conn": self.hello.get("conn")})
+        return answer
+
+    async def _login(self) -> dict:
+        if self.token:
+            try:
+                return await self._call("login", {"token": self.token}, self.connect_timeout)
+            except RequestError as exc:
+                if exc.code is not ErrorCode.LOGIN_FAILED or self.password is None:
+                    raise
+                self.token = None
+        if self.user is None or self.password is None:
+            raise RequestError(ErrorCode.LOGIN_FAILED, "no credentials")
+        return await self._call("login", {"user": self.user, "password": self.password}, self.connect_timeout)
+
+    def _lost(self, proto: _Protocol) -> None:
+        if proto is not self._proto:
+            return
+        self._proto = None
+        self.connected.clear()
+        reason: Exception = proto.error or ConnectionClosed("connection lost")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(f"connection lost before the answer ({reason})"))
+        self._pending.clear()
+        if self.reconnect and not self._closing and self.hello:
+            if self._reconnector is None or self._reconnector.done():
+                self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay = self.backoff_initial
+        while not self._closing:
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            try:
+                await self.connect()
+                self.reconnects += 1
+                return
+            except RequestError as exc:
+                if exc.code in (ErrorCode.LOGIN_FAILED, ErrorCode.PERMISSION_DENIED):
+                    log.error("client.reconnect_refused", extra={"reason": str(exc)})
+                    return
+            except (TimeoutError, ConnectionClosed, OSError) as exc:
+                log.info("client.reconnect_failed", extra={"reason": str(exc), "retry_in": delay})
+            delay = min(self.backoff_max, delay * 2)
+
+    async def _heartbeats(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            interval = float(self.hello.get("heartbeat_interval", 15.0))
+            timeout = float(self.hello.get("heartbeat_timeout", 45.0))
+            await asyncio.sleep(min(1.0, interval / 2))
+            proto = self._proto
+            if proto is None or proto.transport is None:
+                continue
+            now = loop.time()
+            if now - self.last_rx >= timeout:
+                log.warning("client.heartbeat_timeout", extra={"silent_for": round(now - self.last_rx, 1)})
+                proto.transport.abort()
+            elif now - self.last_tx >= interval:
+                self._write(encode_frame([Kind.PING, 0]))
+
+    async def close(self) -> None:
+        """Log out politely and stop reconnecting."""
+        self._closing = True
+        for task in (self._reconnector, self._heartbeat):
+            if task is not None:
+                task.cancel()
+        proto = self._proto
+        if proto is not None and proto.transport is not None and not proto.transport.is_closing():
+            try:
+                await self._call("logout", {}, 2.0)
+            except (TimeoutError, RequestError, ConnectionClosed):
+                pass
+            if proto.transport is not None:
+                proto.transport.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.closed), 2.0)
+            except TimeoutError:
+                proto.transport.abort()
+
+    # ---- requests ---------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        proto = self._proto
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            raise ConnectionClosed("not connected")
+        proto.transport.write(data)
+        self.last_tx = asyncio.get_running_loop().time()
+
+    def _next_id(self) -> int:
+        rid = next(self._ids)
+        if rid >= 2**32:
+            self._ids = itertools.count(2)
+            rid = 1
+        return rid
+
+    async def _call(self, op: str, args: dict, timeout: float | None) -> Any:
+        rid = self._next_id()
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            self._write(encode_frame([Kind.REQUEST, rid, op, args]))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(rid, None)
+
+    async def request(self, op: str, args: dict | None = None, *, timeout: float | None = None) -> Any:
+        """Send one request and wait for its answer; an ERROR answer raises RequestError."""
+        if self._proto is None:
+            await asyncio.wait_for(self.connected.wait(), timeout or self.request_timeout)
+        return await self._call(op, args or {}, timeout or self.request_timeout)
+
+    async def request_many(self, op: str, args: Iterable[dict], *, timeout: float | None = None) -> list[Any]:
+        """Pipeline many requests in one write; answers in request order (errors as RequestError objects)."""
+        loop = asyncio.get_running_loop()
+        ids, frames = [], []
+        for a in args:
+            rid = self._next_id()
+            ids.append(rid)
+            frames.append(encode_frame([Kind.REQUEST, rid, op, a]))
+        futs = [loop.create_future() for _ in ids]
+        self._pending.update(zip(ids, futs, strict=True))
+        try:
+            self._write(b"".join(frames))
+            done = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True),
+                                          timeout or self.request_timeout)
+        finally:
+            for rid in ids:
+                self._pending.pop(rid, None)
+        return list(done)
+
+    # ---- subscriptions ----------------------------------------------------------------------
+    async def subscribe(self, topic: str, on_event: EventHandler,
+                        on_snapshot: SnapshotHandler | None = None) -> dict:
+        sub = _Subscription(topic, on_event, on_snapshot)
+        answer = await self._resubscribe(sub)
+        self._subs[topic] = sub
+        return answer
+
+    async def _resubscribe(self, sub: _Subscription) -> dict:
+        args: dict[str, Any] = {"topic": sub.topic}
+        if sub.epoch is not None:
+            args["resume"] = {"epoch": sub.epoch, "seq": sub.seq}
+        self._subs[sub.topic] = sub
+        rid = self._next_id()
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        # the answer is applied the moment it is read (see _on_message), before the replayed or
+        # live events that follow it in the same read
+        self._sub_requests[rid] = sub
+        try:
+            self._write(encode_frame([Kind.REQUEST, rid, "subscribe", args]))
+            return await asyncio.wait_for(fut, self.request_timeout)
+        finally:
+            self._pending.pop(rid, None)
+            self._sub_requests.pop(rid, None)
+
+    @staticmethod
+    def _apply_subscribe(sub: _Subscription, answer: Any) -> None:
+        if type(answer) is not dict:
+            raise RemoteProtocolError("subscribe answer must be a map")
+        if answer.get("mode") != "replay":
+            sub.seq = answer["seq"]
+        sub.epoch = answer["epoch"]
+        if answer.get("mode") == "snapshot" and sub.on_snapshot is not None:
+            sub.on_snapshot(sub.topic, answer.get("snapshot"))
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._subs.pop(topic, None)
+        await self.request("unsubscribe", {"topic": topic})
+
+    # ---- incoming ---------------------------------------------------------------------------
+    def _on_message(self, proto: _Protocol, msg: Any) -> None:
+        if type(msg) is not list or not msg:
+            raise RemoteProtocolError("a message must be a non-empty array")
+        kind = msg[0]
+        if kind == Kind.RESULT and len(msg) == 3:
+            fut = self._pending.get(msg[1])
+            if fut is not None and not fut.done():
+                sub = self._sub_requests.pop(msg[1], None)
+                if sub is not None:
+                    self._apply_subscribe(sub, msg[2])
+                fut.set_result(msg[2])
+        elif kind == Kind.EVENT and len(msg) == 5:
+            _, topic, seq, name, data = msg
+            sub = self._subs.get(topic)
+            if sub is not None and seq > sub.seq:
+                sub.seq = seq
+                sub.on_event(topic, seq, name, data)
+        elif kind == Kind.ERROR and len(msg) == 5:
+            _, rid, code, message, details = msg
+            try:
+                err = RequestError(ErrorCode(code), str(message), details if isinstance(details, dict) else {})
+            except ValueError:
+                err = RequestError(ErrorCode.INTERNAL_ERROR, f"unknown error code {code}: {message}")
+            if rid == 0:
+                proto.error = err
+                log.info("client.server_closed", extra={"code": err.code.name, "reason": err.message})
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(err)
+            else:
+                fut = self._pending.get(rid)
+                if fut is not None and not fut.done():
+                    fut.set_exception(err)
+        elif kind == Kind.PING and len(msg) == 2:
+            self._write(encode_frame([Kind.PONG, msg[1]]))
+        elif kind == Kind.PONG:
+            pass
+        else:
+            raise RemoteProtocolError(f"unexpected message kind {kind!r}")

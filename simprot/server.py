@@ -1,0 +1,486 @@
+"""The asyncio side of a SimProt server: moves bytes, arms the sweeper, runs operations.
+
+Protocol mechanics live here and in the sans-IO modules (framing, session table, topics,
+liveness); what the operations *do* is the application's, plugged in through :class:`Backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import secrets
+import ssl as _ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import ErrorCode, RemoteProtocolError, RequestError, SimProtError
+from .framing import FrameDecoder, check_depth, decode_body, encode_frame
+from .liveness import LivenessPolicy, Verdict
+from .messages import Kind
+from .session import Action, Input, ServerSession, State
+from .topics import ResumeMode, Topic
+
+log = logging.getLogger("simprot.server")
+
+PROTOCOL_VERSIONS = (1,)
+PREAUTH_MAX_FRAME = 65_536  # before login a frame may not exceed this, whatever max_frame says
+
+_K_REQUEST, _K_PING, _K_PONG = int(Kind.REQUEST), int(Kind.PING), int(Kind.PONG)
+_SPECIAL_OPS = {"hello": Input.HELLO, "login": Input.LOGIN, "logout": Input.LOGOUT}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_frame: int = 1_048_576
+    max_send_buffer: int = 4_194_304
+    max_connections: int = 20_000
+    max_inflight: int = 1024
+    event_buffer: int = 10_000
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 45.0
+    handshake_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One request type: ``handler(conn, args)`` returns the result (or an awaitable of it)."""
+
+    name: str
+    handler: Callable[[Connection, dict], Any]
+    permission: str | None = None  # None: any logged-in session
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+
+class Backend(Protocol):
+    """What the application provides to the protocol server."""
+
+    def serving(self) -> tuple[bool, list[str]]:
+        """(True, []) on the master; (False, ["host:port", ...]) where clients should go instead."""
+
+    def server_info(self) -> dict: ...
+
+    async def login(self, conn: Connection, args: dict) -> tuple[Any, dict]:
+        """Check credentials; return (principal, result) or raise RequestError."""
+
+    def permitted(self, principal: Any, permission: str) -> bool: ...
+
+    def topic_permission(self, topic: str) -> str | None:
+        """Permission needed to subscribe; raise RequestError(NOT_FOUND) for an unknown topic."""
+
+    def snapshot(self, topic: str, principal: Any) -> Any: ...
+
+    def operation(self, name: str) -> Operation | None: ...
+
+    def closed(self, conn: Connection, reason: str) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: SimProtServer) -> None:
+        self.server = server
+        self.id = f"c{next(server._ids)}"
+        self.session = ServerSession()
+        self.principal: Any = None
+        self.peer = "?"
+        self.transport: asyncio.Transport | None = None
+        self.topics: set[str] = set()
+        self.inflight: dict[int, asyncio.Task] = {}
+        self._decoder = FrameDecoder(min(PREAUTH_MAX_FRAME, server.limits.max_frame))
+        self._out: list[bytes] | None = None  # batch of frames while handling one read
+        self._paused = False
+        now = server.loop.time()
+        self.opened = self.last_rx = self.last_tx = now
+        self.close_reason = ""
+
+    # ---- asyncio callbacks -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        srv = self.server
+        if len(srv.connections) >= srv.limits.max_connections:
+            self._fatal(ErrorCode.TOO_MANY_CONNECTIONS, "too many connections")
+            return
+        srv.connections[self.id] = self
+        log.info("conn.open", extra={"conn": self.id, "peer": self.peer})
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = self.server.loop.time()
+        decoder = self._decoder
+        decoder.feed(data)
+        self._out = out = []
+        try:
+            for body in decoder.frames():
+                self._on_message(decode_body(body, decoder.max_frame))
+                if self.session.state is State.CLOSED:
+                    break
+        except RemoteProtocolError as exc:
+            self._out = None
+            if out:
+                self._write(b"".join(out))
+            self._fatal(exc.code, str(exc), exc.details)
+            return
+        self._out = None
+        if out:
+            self._write(b"".join(out) if len(out) > 1 else out[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session.state is not State.CLOSED:
+            self.session.handle(Input.CLOSE)
+        self._teardown(self.close_reason or ("lost: " + str(exc) if exc else "peer closed"))
+
+    def pause_writing(self) -> None:  # flow control is by max_send_buffer, checked on every write
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # ---- sending ----------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(data)
+        self.last_tx = self.server.loop.time()
+        if t.get_write_buffer_size() > self.server.limits.max_send_buffer:
+            self.close_reason = "slow consumer"
+            log.warning("conn.slow_consumer", extra={"conn": self.id, "peer": self.peer,
+                                                     "buffered": t.get_write_buffer_size()})
+            self.session.handle(Input.CLOSE)
+            t.abort()  # its queue is full: it could not read a goodbye anyway
+
+    def send(self, message: list) -> None:
+        frame = encode_frame(message)
+        if self._out is not None:
+            self._out.append(frame)
+        else:
+            self._write(frame)
+
+    def send_frame(self, frame: bytes) -> None:
+        if self._out is not None:
+            self._out.append(frame)
+        else:
+            self._write(frame)
+
+    def send_error(self, rid: int, code: ErrorCode, message: str, details: dict | None = None) -> None:
+        self.send([Kind.ERROR, rid, int(code), message, details or {}])
+
+    def _fatal(self, code: ErrorCode, message: str, details: dict | None = None) -> None:
+        """Send a connection-level error and close after it is flushed."""
+        if self.session.state is not State.CLOSED:
+            self.session.handle(Input.CLOSE)
+        self.close_reason = f"{code.name}: {message}"
+        log.info("conn.error", extra={"conn": self.id, "peer": self.peer, "code": code.name,
+                                      "reason": message})
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(encode_frame([Kind.ERROR, 0, int(code), message, details or {}]))
+            t.close()
+
+    # ---- receiving --------------------------------------------------------------------------
+    def _on_message(self, msg: Any) -> None:
+        if type(msg) is not list or not msg or type(msg[0]) is not int:
+            raise RemoteProtocolError("a message must be an array starting with its kind")
+        kind = msg[0]
+        if kind == _K_REQUEST:
+            if len(msg) != 4:
+                raise RemoteProtocolError("a request is [1, id, op, args]")
+            _, rid, op, args = msg
+            if type(rid) is not int or not 0 < rid < 2**32:
+                raise RemoteProtocolError("request id must be an integer in 1..4294967295")
+            if type(op) is not str or type(args) is not dict:
+                raise RemoteProtocolError("a request is [1, id, op:string, args:map]")
+            for v in args.values():
+                if type(v) in (dict, list):
+                    check_depth(args)
+                    break
+            event = _SPECIAL_OPS.get(op, Input.REQUEST)
+        elif kind == _K_PING or kind == _K_PONG:
+            if len(msg) != 2 or type(msg[1]) is not int or not 0 <= msg[1] < 2**32:
+                raise RemoteProtocolError("ping and pong are [5|6, token]")
+            event = Input.PING if kind == _K_PING else Input.PONG
+            rid, op, args = msg[1], "", {}
+        else:
+            event = Input.ILLEGAL
+            rid, op, args = 0, "", {}
+        action = self.session.handle(event)
+        if action is Action.DISPATCH:
+            self._dispatch(rid, op, args)
+        elif action is Action.PONG:
+            self.send([Kind.PONG, rid])
+        elif action is Action.NOTE_PONG or action is Action.IGNORE:
+            pass
+        elif action is Action.ACCEPT_HELLO:
+            self._hello(rid, args)
+        elif action is Action.CHECK_LOGIN:
+            self._start(rid, self._login(rid, args))
+        elif action is Action.NEED_AUTH:
+            self.send_error(rid, ErrorCode.NOT_AUTHENTICATED, f"{op}: log in first")
+        elif action is Action.WRONG_STATE:
+            self.send_error(rid, ErrorCode.INVALID_STATE, f"{op} not allowed now")
+        elif action is Action.LOGOUT:
+            self.send([Kind.RESULT, rid, {}])
+            self.close_reason = "logout"
+            if self._out:
+                self._write(b"".join(self._out))
+                self._out.clear()
+            if self.transport is not None:
+                self.transport.close()
+        elif action is Action.PROTOCOL_ERROR:
+            what = f"message kind {kind!r}" if event is Input.ILLEGAL else (op or "ping")
+            raise RemoteProtocolError(f"{what} not allowed in this state")
+        else:  # pragma: no cover - the table has no other actions for client input
+            raise RemoteProtocolError(f"unexpected action {action}")
+
+    def _hello(self, rid: int, args: dict) -> None:
+        srv = self.server
+        serving, servers = srv.backend.serving()
+        if not serving:
+            self._fatal(ErrorCode.NOT_MASTER, "this node does not serve now", {"servers": servers})
+            return
+        versions = args.get("versions")
+        if type(versions) is not list or not all(type(v) is int for v in versions):
+            self.send_error(rid, ErrorCode.INVALID_ARGUMENT, "versions: a list of integers",
+                            {"field": "versions"})
+            self.session.state = State.AWAIT_HELLO  # hello did not happen
+            return
+        common = set(versions) & set(PROTOCOL_VERSIONS)
+        if not common:
+            self._fatal(ErrorCode.UNSUPPORTED_VERSION, f"no common version; server speaks {PROTOCOL_VERSIONS}",
+                        {"versions": list(PROTOCOL_VERSIONS)})
+            return
+        client = args.get("client")
+        if type(client) is str:
+            log.info("conn.hello", extra={"conn": self.id, "client": client[:64]})
+        lim = srv.limits
+        self.send([Kind.RESULT, rid, {
+            "version": max(common), "epoch": srv.epoch, "conn": self.id,
+            "heartbeat_interval": lim.heartbeat_interval, "heartbeat_timeout": lim.heartbeat_timeout,
+            "max_frame": lim.max_frame, "preauth_max_frame": self._decoder.max_frame,
+            "max_inflight": lim.max_inflight, **srv.backend.server_info(),
+        }])
+
+    async def _login(self, rid: int, args: dict) -> None:
+        try:
+            principal, result = await self.server.backend.login(self, args)
+        except RequestError as exc:
+            if self.session.handle(Input.LOGIN_FAILED) is Action.DENY_LOGIN:
+                self.send_error(rid, exc.code, exc.message, exc.details)
+            return
+        if self.session.handle(Input.LOGIN_OK) is Action.FINISH_LOGIN:
+            self.principal = principal
+            self._decoder.max_frame = self.server.limits.max_frame
+            self.send([Kind.RESULT, rid, result])
+
+    # ---- operations -------------------------------------------------------------------------
+    def _dispatch(self, rid: int, op: str, args: dict) -> None:
+        srv = self.server
+        if op == "subscribe" or op == "unsubscribe":
+            try:
+                self.send([Kind.RESULT, rid, self._subscribe(args) if op == "subscribe" else self._unsubscribe(args)])
+            except RequestError as exc:
+                self.send_error(rid, exc.code, exc.message, exc.details)
+            self._flush_replay()
+            return
+        operation = srv.backend.operation(op)
+        if operation is None:
+            self.send_error(rid, ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
+            return
+        if operation.permission is not None and not srv.backend.permitted(self.principal, operation.permission):
+            self.send_error(rid, ErrorCode.PERMISSION_DENIED, f"{op}: needs permission {operation.permission}")
+            return
+        if operation.is_async:
+            self._start(rid, self._run(rid, operation, args))
+            return
+        try:
+            result = operation.handler(self, args)
+        except RequestError as exc:
+            self.send_error(rid, exc.code, exc.message, exc.details)
+            return
+        except Exception:
+            log.exception("op.failed", extra={"conn": self.id, "op": op})
+            self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"{op} failed; see server log for conn {self.id}")
+            return
+        self.send([Kind.RESULT, rid, result])
+
+    def _start(self, rid: int, coro: Awaitable[None]) -> None:
+        if rid in self.inflight:
+            coro.close()  # type: ignore[attr-defined]
+            self.send_error(rid, ErrorCode.DUPLICATE_ID, f"request id {rid} is still in flight")
+            return
+        task = self.server.loop.create_task(coro)  # type: ignore[arg-type]
+        self.inflight[rid] = task
+        task.add_done_callback(lambda _t, rid=rid: self._finished(rid))
+        if len(self.inflight) >= self.server.limits.max_inflight and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()  # backpressure: stop reading until requests complete
+
+    def _finished(self, rid: int) -> None:
+        self.inflight.pop(rid, None)
+        if self._paused and len(self.inflight) < self.server.limits.max_inflight // 2 and self.transport:
+            self._paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    async def _run(self, rid: int, operation: Operation, args: dict) -> None:
+        try:
+            result = await operation.handler(self, args)
+        except RequestError as exc:
+            self.send_error(rid, exc.code, exc.message, exc.details)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("op.failed", extra={"conn": self.id, "op": operation.name})
+            self.send_error(rid, ErrorCode.INTERNAL_ERROR,
+                            f"{operation.name} failed; see server log for conn {self.id}")
+            return
+        if self.session.state is State.READY:
+            self.send([Kind.RESULT, rid, result])
+
+    # ---- subscriptions ----------------------------------------------------------------------
+    def _subscribe(self, args: dict) -> dict:
+        srv = self.server
+        name = args.get("topic")
+        if type(name) is not str:
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "topic: a string", {"field": "topic"})
+        permission = srv.backend.topic_permission(name)
+        if permission is not None and not srv.backend.permitted(self.principal, permission):
+            raise RequestError(ErrorCode.PERMISSION_DENIED, f"topic {name}: needs permission {permission}")
+        topic = srv.topic(name)
+        resume = args.get("resume")
+        after: int | None = None
+        epoch: str | None = None
+        if resume is not None:
+            if (type(resume) is not dict or type(resume.get("seq")) is not int
+                    or type(resume.get("epoch")) is not str):
+                raise RequestError(ErrorCode.INVALID_ARGUMENT, "resume: {epoch: string, seq: integer}",
+                                   {"field": "resume"})
+            after, epoch = resume["seq"], resume["epoch"]
+        mode, frames = topic.resume(srv.epoch, after, epoch)
+        answer: dict[str, Any] = {"topic": name, "epoch": srv.epoch, "seq": topic.seq, "mode": mode.value}
+        if mode is ResumeMode.SNAPSHOT:
+            answer["snapshot"] = srv.backend.snapshot(name, self.principal)
+        # registering and reading the buffer happen in one callback: nothing can slip in between
+        self._replay = frames
+        self.topics.add(name)
+        srv.subscribers.setdefault(name, set()).add(self)
+        log.info("sub.open", extra={"conn": self.id, "topic": name, "mode": mode.value, "after": after})
+        return answer
+
+    def _flush_replay(self) -> None:
+        frames = getattr(self, "_replay", None)
+        if frames:
+            for frame in frames:
+                self.send_frame(frame)
+        self._replay = None
+
+    def _unsubscribe(self, args: dict) -> dict:
+        name = args.get("topic")
+        if type(name) is not str or name not in self.topics:
+            raise RequestError(ErrorCode.NOT_FOUND, "topic: not subscribed", {"field": "topic"})
+        self.topics.discard(name)
+        self.server.subscribers.get(name, set()).discard(self)
+        return {}
+
+    # ---- teardown ---------------------------------------------------------------------------
+    def _teardown(self, reason: str) -> None:
+        srv = self.server
+        if srv.connections.pop(self.id, None) is None:
+            return
+        for name in self.topics:
+            srv.subscribers.get(name, set()).discard(self)
+        for task in self.inflight.values():
+            task.cancel()
+        log.info("conn.close", extra={"conn": self.id, "peer": self.peer, "reason": reason})
+        srv.backend.closed(self, reason)
+
+    def close(self, code: ErrorCode, message: str) -> None:
+        self._fatal(code, message)
+
+
+class SimProtServer:
+    """Listens, tracks connections and topics, sweeps liveness."""
+
+    def __init__(self, backend: Backend, limits: Limits, *, epoch: str | None = None) -> None:
+        self.backend = backend
+        self.limits = limits
+        self.epoch = epoch or secrets.token_hex(8)
+        self.loop = asyncio.get_running_loop()
+        self.connections: dict[str, Connection] = {}
+        self.subscribers: dict[str, set[Connection]] = {}
+        self.topics: dict[str, Topic] = {}
+        self.liveness = LivenessPolicy(limits.heartbeat_interval, limits.heartbeat_timeout,
+                                       limits.handshake_timeout)
+        self._ids = itertools.count(1)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def listen(self, host: str, port: int, ssl: _ssl.SSLContext | None = None) -> tuple[str, int]:
+        srv = await self.loop.create_server(lambda: Connection(self), host, port, ssl=ssl,
+                                            backlog=4096, reuse_address=True)
+        self._servers.append(srv)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(1.0, self._sweep)
+        sock = srv.sockets[0].getsockname()
+        return sock[0], sock[1]
+
+    def topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = Topic(name, self.limits.event_buffer)
+        return topic
+
+    def publish(self, topic: str, event: str, data: Any) -> int:
+        """Number an event, buffer it for resume, and write it to every subscriber."""
+        t = self.topic(topic)
+        frame = t.publish(event, data)
+        subs = self.subscribers.get(topic)
+        if subs:
+            for conn in tuple(subs):
+                conn.send_frame(frame)
+        return t.seq
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        check = self.liveness.check
+        ping = encode_frame([Kind.PING, 0])
+        for conn in tuple(self.connections.values()):
+            verdict = check(now, conn.opened, conn.last_rx, conn.last_tx, conn.session.authenticated)
+            if verdict is Verdict.OK:
+                continue
+            if verdict is Verdict.SEND_PING:
+                conn._write(ping)
+            elif verdict is Verdict.HANDSHAKE_TIMEOUT:
+                conn.close(ErrorCode.HANDSHAKE_TIMEOUT, "hello and login not completed in time")
+            else:
+                conn.close(ErrorCode.HEARTBEAT_TIMEOUT, "nothing received within the heartbeat timeout")
+        self._sweeper = self.loop.call_later(min(1.0, self.limits.heartbeat_interval / 2), self._sweep)
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop listening, tell every client we are going, wait briefly for the data to flush."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for srv in self._servers:
+            srv.close()
+        for conn in tuple(self.connections.values()):
+            conn.close(ErrorCode.SERVER_SHUTTING_DOWN, "server shutting down")
+        deadline = self.loop.time() + grace
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in tuple(self.connections.values()):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for srv in self._servers:
+            await srv.wait_closed()
+
+
+__all__ = ["Backend", "Connection", "Limits", "Operation", "SimProtError", "SimProtServer"]
