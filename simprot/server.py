@@ -101,8 +101,7 @@ class Connection(asyncio.Protocol):
 
     # ---- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         srv = self.server
@@ -301,7 +300,7 @@ class Connection(asyncio.Protocol):
             self._start(rid, self._run(rid, operation, args))
             return
         try:
-            result = operation.handler(self, args)
+            frame = encode_frame([Kind.RESULT, rid, operation.handler(self, args)])
         except RequestError as exc:
             self.send_error(rid, exc.code, exc.message, exc.details)
             return
@@ -309,7 +308,7 @@ class Connection(asyncio.Protocol):
             log.exception("op.failed", extra={"conn": self.id, "op": op})
             self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"{op} failed; see server log for conn {self.id}")
             return
-        self.send([Kind.RESULT, rid, result])
+        self.send_frame(frame)
 
     def _start(self, rid: int, coro: Awaitable[None]) -> None:
         if rid in self.inflight:
@@ -332,7 +331,7 @@ class Connection(asyncio.Protocol):
 
     async def _run(self, rid: int, operation: Operation, args: dict) -> None:
         try:
-            result = await operation.handler(self, args)
+            frame = encode_frame([Kind.RESULT, rid, await operation.handler(self, args)])
         except RequestError as exc:
             self.send_error(rid, exc.code, exc.message, exc.details)
             return
@@ -344,7 +343,7 @@ class Connection(asyncio.Protocol):
                             f"{operation.name} failed; see server log for conn {self.id}")
             return
         if self.session.state is State.READY:
-            self.send([Kind.RESULT, rid, result])
+            self.send_frame(frame)
 
     # ---- subscriptions ----------------------------------------------------------------------
     def _subscribe(self, args: dict) -> dict:

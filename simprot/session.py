@@ -126,7 +126,7 @@ class ServerSession:
         try:
             action, self.state = TABLE[(self.state, event)]
         except KeyError:
-            raise LocalProtocolError(f"no transition for {event.name} in {self.state.name}") from None
+            raise LocalProtocolError(f"no transition for {event!r} in {self.state!r}") from None
         return action
 
     @property

@@ -1,0 +1,194 @@
+"""Wiring and lifecycle of the ctiserver daemon: the one place where components meet.
+
+start: database (embedded unless a DSN is configured) and migrations -> bootstrap admin (demo) ->
+SimProt server -> HTTP -> READY.  stop: STOPPING -> tell clients (SERVER_SHUTTING_DOWN) -> close
+listeners -> close the pool.  A first SIGTERM/SIGINT stops gracefully; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import ssl
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from simprot.server import Limits, SimProtServer
+
+from .accounts import AccountStore, WorkplaceStore
+from .db import Database
+from .http import make_app
+from .sdnotify import Notifier
+from .service import CoreService
+from .settings import Settings
+
+log = logging.getLogger("ctiserver")
+
+
+def limits_from(settings: Settings) -> Limits:
+    sp = settings.simprot
+    return Limits(max_frame=sp.max_frame, max_send_buffer=sp.max_send_buffer, max_connections=sp.max_connections,
+                  max_inflight=sp.max_inflight, event_buffer=sp.event_buffer,
+                  heartbeat_interval=sp.heartbeat_interval, heartbeat_timeout=sp.heartbeat_timeout,
+                  handshake_timeout=sp.handshake_timeout)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    sp = settings.simprot
+    if not sp.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(sp.tls_cert, sp.tls_key)
+    return ctx
+
+
+@dataclass
+class App:
+    settings: Settings
+    scrypt_n: int | None = None          # tests lower the KDF cost; production keeps the default
+    db: Database | None = None
+    service: CoreService | None = None
+    server: SimProtServer | None = None
+    simprot_address: tuple[str, int] = ("", 0)
+    http_address: tuple[str, int] = ("", 0)
+    bootstrap_password: str | None = None
+    _runner: web.AppRunner | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _db_ok: bool = True
+
+    async def start(self) -> None:
+        s = self.settings
+        self.db = await Database.open(s.database.dsn, embedded_dir=s.database.embedded_dir,
+                                      pool_min=s.database.pool_min, pool_max=s.database.pool_max,
+                                      command_timeout=s.database.command_timeout)
+        kw = {"scrypt_n": self.scrypt_n} if self.scrypt_n else {}
+        accounts = AccountStore(self.db.pool, **kw)
+        await self._bootstrap(accounts)
+        self.service = CoreService(s, accounts, WorkplaceStore(self.db.pool), db_ok=lambda: self._db_ok)
+        self.server = SimProtServer(self.service, limits_from(s))
+        self.service.server = self.server
+        self.simprot_address = await self.server.listen(s.simprot.host, s.simprot.port, ssl=tls_context(s))
+        self._runner = web.AppRunner(make_app(self.service), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.http.host, s.http.port, reuse_address=True)
+        await site.start()
+        sock = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+        self.http_address = (sock[0], sock[1])
+        self._tasks.append(asyncio.get_running_loop().create_task(self._db_watch()))
+        self.service.publish("system", "node.started", {"node": s.node.name})
+        log.info("ctiserver.ready", extra={"simprot": "{}:{}".format(*self.simprot_address),
+                                           "http": "{}:{}".format(*self.http_address), "embedded_db": self.db.embedded})
+
+    async def _bootstrap(self, accounts: AccountStore) -> None:
+        b = self.settings.bootstrap
+        if not b.admin_user or await accounts.count_admins() > 0:
+            return
+        password = b.admin_password or secrets.token_urlsafe(12)
+        await accounts.create(b.admin_user, password, kind="admin", display_name="Bootstrap admin")
+        self.bootstrap_password = password
+        log.warning("bootstrap.admin_created", extra={"user": b.admin_user})
+
+    async def _db_watch(self) -> None:
+        """Probe the database every few seconds; /health and status report the result."""
+        assert self.db is not None
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                async with self.db.pool.acquire(timeout=5.0) as conn:
+                    await conn.fetchval("SELECT 1", timeout=5.0)
+                ok = True
+            except (TimeoutError, OSError, Exception) as exc:  # noqa: B014 - any failure means down
+                ok = False
+                log.warning("db.unreachable", extra={"reason": str(exc)[:200]})
+            if ok != self._db_ok:
+                self._db_ok = ok
+                if self.service:
+                    self.service.publish("system", "database", {"status": "ok" if ok else "down"})
+
+    async def stop(self, grace: float = 2.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.server is not None:
+            await self.server.close(grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.db is not None:
+            await self.db.close()
+        log.info("ctiserver.stopped")
+
+
+def write_ctictl_config(path: Path, server: tuple[str, int], user: str, password: str) -> None:
+    """Demo convenience: credentials for ``./dev ctl`` (mode 0600, written atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'servers = ["{server[0]}:{server[1]}"]\nuser = "{user}"\npassword = "{password}"\n')
+    os.replace(tmp, path)
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; return the exit status."""
+    notifier = Notifier()
+    app = App(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("ctiserver.forced_exit", extra={"signal": signal.Signals(signum).name})
+            os._exit(1)
+        log.info("ctiserver.stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await app.start()
+    except Exception:
+        log.exception("ctiserver.start_failed")
+        await app.stop(0)
+        return 1
+    _print_banner(app)
+    notifier.ready(f"serving SimProt on {app.simprot_address[0]}:{app.simprot_address[1]}")
+    watchdog = None
+    if notifier.watchdog_interval:
+        async def pet() -> None:
+            while True:
+                notifier.watchdog()
+                await asyncio.sleep(notifier.watchdog_interval)  # type: ignore[arg-type]
+        watchdog = loop.create_task(pet())
+    await stop.wait()
+    notifier.stopping()
+    if watchdog:
+        watchdog.cancel()
+    await app.stop()
+    return 0
+
+
+def _print_banner(app: App) -> None:
+    s = app.settings
+    out = sys.stdout
+    print(f"ctiserver {s.node.name} ({s.node.environment}) is up", file=out)
+    print(f"  SimProt  {app.simprot_address[0]}:{app.simprot_address[1]}"
+          f"{' (TLS)' if s.simprot.tls_cert else ''}", file=out)
+    print(f"  HTTP     http://{app.http_address[0]}:{app.http_address[1]}/health  /metrics  /status", file=out)
+    assert app.db is not None
+    where = f"embedded PostgreSQL in {Path(s.database.embedded_dir).resolve()}" if app.db.embedded else "configured DSN"
+    print(f"  Database {where}", file=out)
+    if app.bootstrap_password is not None:
+        path = Path("var/ctictl.toml")
+        write_ctictl_config(path, app.simprot_address, s.bootstrap.admin_user, app.bootstrap_password)
+        print(f"  Admin    created '{s.bootstrap.admin_user}' with password {app.bootstrap_password!r}"
+              f" (saved for ctictl in {path})", file=out)
+    print("  Stop with Ctrl-C.", file=out, flush=True)

@@ -1,0 +1,164 @@
+"""SimProt against the running core: handshake, login, permissions, operations, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simprot.errors import ErrorCode, RequestError
+from tests.integration.conftest import ADMIN, AGENT, AGENT_PW, Core
+
+
+async def test_login_and_status(core: Core) -> None:
+    c = core.client()
+    answer = await c.connect()
+    assert answer["account"]["username"] == ADMIN
+    assert ["accounts.manage", "*"] in answer["permissions"]
+    assert c.hello["version"] == 1 and c.hello["node"] == "cc1"
+    status = await c.request("status")
+    assert status["role"] == "master" and status["database"] == "ok"
+    assert status["sessions"] == 1
+    await c.close()
+
+
+@pytest.mark.parametrize("user,password", [(ADMIN, "wrong-password"), ("nobody", "whatever-pw")])
+async def test_login_failure_is_the_same_for_unknown_user_and_wrong_password(core: Core, user: str,
+                                                                            password: str) -> None:
+    c = core.client(user, password)
+    with pytest.raises(RequestError) as e:
+        await c.connect()
+    assert e.value.code is ErrorCode.LOGIN_FAILED and e.value.message == "login failed"
+
+
+async def test_login_throttled_per_account(core_factory) -> None:
+    core = await core_factory(login_max_failures=3, login_lockout=30.0)
+    for _ in range(3):
+        with pytest.raises(RequestError) as e:
+            await core.client(AGENT, "bad-password").connect()
+        assert e.value.code is ErrorCode.LOGIN_FAILED
+    # locked now, even with the right password: the password is not even checked
+    with pytest.raises(RequestError) as e:
+        await core.client(AGENT, AGENT_PW).connect()
+    assert e.value.code is ErrorCode.RATE_LIMITED
+    assert 0 < e.value.details["retry_after"] <= 30
+
+
+async def test_agent_lacks_admin_permissions(core: Core) -> None:
+    c = await core.connected(AGENT, AGENT_PW)
+    with pytest.raises(RequestError) as e:
+        await c.request("accounts.list")
+    assert e.value.code is ErrorCode.PERMISSION_DENIED
+    with pytest.raises(RequestError) as e:
+        await c.subscribe("sessions", lambda *a: None)
+    assert e.value.code is ErrorCode.PERMISSION_DENIED
+    assert (await c.request("whoami"))["username"] == AGENT
+    assert (await c.request("status"))["role"] == "master"  # agents may read status
+    await c.close()
+
+
+async def test_scoped_admin_manages_only_his_scope(core: Core) -> None:
+    admin = await core.connected()
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.scopes(scope, description) VALUES ('praha', 'Praha'), ('brno', 'Brno')")
+    await admin.request("accounts.add", {"username": "boss", "password": "boss-pass-1", "kind": "supervisor",
+                                         "scope": "praha", "roles": [["admin", "praha"]]})
+    boss = await core.connected("boss", "boss-pass-1")
+    made = await boss.request("accounts.add", {"username": "a2", "password": "agent-pass-2", "scope": "praha"})
+    assert made["scope"] == "praha"
+    with pytest.raises(RequestError) as e:
+        await boss.request("accounts.add", {"username": "a3", "password": "agent-pass-3", "scope": "brno"})
+    assert e.value.code is ErrorCode.PERMISSION_DENIED
+    listed = {a["username"] for a in (await boss.request("accounts.list"))["accounts"]}
+    assert "a2" in listed and ADMIN not in listed
+    await boss.close()
+    await admin.close()
+
+
+async def test_account_admin_and_errors_name_the_field(core: Core) -> None:
+    c = await core.connected()
+    with pytest.raises(RequestError) as e:
+        await c.request("accounts.add", {"username": "bob", "password": "short"})
+    assert e.value.code is ErrorCode.INVALID_ARGUMENT and e.value.message.startswith("password")
+    with pytest.raises(RequestError) as e:
+        await c.request("accounts.add", {"username": AGENT, "password": "long-enough-1"})
+    assert e.value.code is ErrorCode.CONFLICT
+    with pytest.raises(RequestError) as e:
+        await c.request("accounts.add", {"username": 7, "password": "long-enough-1"})
+    assert e.value.code is ErrorCode.INVALID_ARGUMENT and e.value.details["field"] == "username"
+    with pytest.raises(RequestError) as e:
+        await c.request("no.such.op")
+    assert e.value.code is ErrorCode.UNKNOWN_OPERATION
+    await c.request("accounts.add", {"username": "bob", "password": "long-enough-1", "kind": "agent"})
+    await c.request("accounts.password", {"username": "bob", "password": "long-enough-2"})
+    bob = await core.connected("bob", "long-enough-2")
+    # changing one's own password needs the old one
+    with pytest.raises(RequestError) as e:
+        await bob.request("accounts.password", {"password": "long-enough-3", "old_password": "nope-nope"})
+    assert e.value.code is ErrorCode.PERMISSION_DENIED
+    await bob.request("accounts.password", {"password": "long-enough-3", "old_password": "long-enough-2"})
+    await bob.close()
+    # disabling ends the account's sessions and refuses its logins
+    bob = await core.connected("bob", "long-enough-3")
+    await c.request("accounts.enable", {"username": "bob", "enabled": False})
+    with pytest.raises(RequestError) as e:
+        await core.connected("bob", "long-enough-3")
+    assert e.value.code is ErrorCode.LOGIN_FAILED
+    await asyncio.sleep(0.05)
+    assert bob._proto is None
+    await c.close()
+
+
+async def test_token_login(core: Core) -> None:
+    c = core.client()
+    answer = await c.connect()
+    token = answer["token"]
+    await c.close()
+    t = core.client(user=None, password=None)  # type: ignore[arg-type]
+    t.token = token
+    again = await t.connect()
+    assert again["account"]["username"] == ADMIN
+    await t.close()
+
+
+async def test_events_fan_out_to_subscribers(core: Core) -> None:
+    agents = [await core.connected(AGENT, AGENT_PW) for _ in range(5)]
+    got: list[list] = [[] for _ in agents]
+    for a, sink in zip(agents, got, strict=True):
+        answer = await a.subscribe("messages", lambda t, s, n, d, sink=sink: sink.append((s, d["text"])))
+        assert answer["mode"] == "snapshot" and answer["snapshot"] == {"recent": []}
+    sup = await core.connected()
+    for i in range(3):
+        await sup.request("messages.send", {"text": f"m{i}"})
+    await asyncio.sleep(0.1)
+    for sink in got:
+        assert sink == [(1, "m0"), (2, "m1"), (3, "m2")]
+    with pytest.raises(RequestError) as e:
+        await agents[0].request("messages.send", {"text": "agents cannot broadcast"})
+    assert e.value.code is ErrorCode.PERMISSION_DENIED
+    for a in agents + [sup]:
+        await a.close()
+
+
+async def test_workplaces(core: Core) -> None:
+    c = await core.connected()
+    wp = await c.request("workplaces.add", {"name": "seat-1", "extension": "1001", "location": "Praha"})
+    assert wp["extension"] == "1001" and isinstance(wp["created_at"], str)
+    with pytest.raises(RequestError) as e:
+        await c.request("workplaces.add", {"name": "seat-2", "extension": "1001"})
+    assert e.value.code is ErrorCode.CONFLICT
+    assert [w["name"] for w in (await c.request("workplaces.list"))["workplaces"]] == ["seat-1"]
+    await c.close()
+
+
+async def test_not_master_points_elsewhere(core_factory) -> None:
+    core = await core_factory(peers=("127.0.0.1:1",))
+    core.app.service.set_master(False)  # type: ignore[union-attr]
+    with pytest.raises(Exception) as e:
+        await core.client().connect()
+    assert "no server reachable" in str(e.value)
+    # speak to it directly to see the answer
+    c = core.client()
+    with pytest.raises(RequestError) as e2:
+        await c._connect_one(core.app.simprot_address)
+    assert e2.value.code is ErrorCode.NOT_MASTER and e2.value.details["servers"] == ["127.0.0.1:1"]
