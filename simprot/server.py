@@ -7,12 +7,13 @@ liveness); what the operations *do* is the application's, plugged in through :cl
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
 import secrets
 import ssl as _ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,6 +95,7 @@ class Connection(asyncio.Protocol):
         self.inflight: dict[int, asyncio.Task] = {}
         self._decoder = FrameDecoder(min(PREAUTH_MAX_FRAME, server.limits.max_frame))
         self._out: list[bytes] | None = None  # batch of frames while handling one read
+        self._replay: list[bytes] | None = None  # missed events to send right after a subscribe answer
         self._paused = False
         now = server.loop.time()
         self.opened = self.last_rx = self.last_tx = now
@@ -115,7 +117,8 @@ class Connection(asyncio.Protocol):
         self.last_rx = self.server.loop.time()
         decoder = self._decoder
         decoder.feed(data)
-        self._out = out = []
+        out: list[bytes] = []
+        self._out = out
         try:
             for body in decoder.frames():
                 self._on_message(decode_body(body, decoder.max_frame))
@@ -310,19 +313,19 @@ class Connection(asyncio.Protocol):
             return
         self.send_frame(frame)
 
-    def _start(self, rid: int, coro: Awaitable[None]) -> None:
+    def _start(self, rid: int, coro: Coroutine[Any, Any, None]) -> None:
         if rid in self.inflight:
-            coro.close()  # type: ignore[attr-defined]
+            coro.close()
             self.send_error(rid, ErrorCode.DUPLICATE_ID, f"request id {rid} is still in flight")
             return
-        task = self.server.loop.create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[None] = self.server.loop.create_task(coro)
         self.inflight[rid] = task
-        task.add_done_callback(lambda _t, rid=rid: self._finished(rid))
+        task.add_done_callback(functools.partial(self._finished, rid))
         if len(self.inflight) >= self.server.limits.max_inflight and not self._paused and self.transport:
             self._paused = True
             self.transport.pause_reading()  # backpressure: stop reading until requests complete
 
-    def _finished(self, rid: int) -> None:
+    def _finished(self, rid: int, _task: object = None) -> None:
         self.inflight.pop(rid, None)
         if self._paused and len(self.inflight) < self.server.limits.max_inflight // 2 and self.transport:
             self._paused = False
@@ -376,7 +379,7 @@ class Connection(asyncio.Protocol):
         return answer
 
     def _flush_replay(self) -> None:
-        frames = getattr(self, "_replay", None)
+        frames = self._replay
         if frames:
             for frame in frames:
                 self.send_frame(frame)
