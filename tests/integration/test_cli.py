@@ -111,3 +111,46 @@ async def test_daemon_bootstraps_admin_serves_ctictl_and_stops_cleanly(daemon) -
 def test_ctictl_cannot_connect_exit_code() -> None:
     res = run(str(BIN / "ctictl"), "--server", "127.0.0.1:1", "--user", "x", "status", env={"CTICTL_PASSWORD": "x"})
     assert res.returncode == 3 and "cannot connect" in res.stderr
+
+
+async def test_bootstrap_admin_on_a_fresh_database(pg_dsn: str) -> None:
+    dsn = await fresh_dsn(pg_dsn)
+    try:
+        args = [str(BIN / "ctiserver"), "--set", f"database.dsn={dsn}", "bootstrap-admin", "boss", "--password-stdin"]
+        res = run(*args, input="boss-pass-123\n")
+        assert res.returncode == 0 and "created admin account 'boss'" in res.stdout, res.stderr
+        again = run(*args, input="boss-pass-123\n")
+        assert again.returncode == 2 and "username" in again.stderr
+        short = run(str(BIN / "ctiserver"), "--set", f"database.dsn={dsn}", "bootstrap-admin", "boss2",
+                    "--password-stdin", input="short\n")
+        assert short.returncode == 2 and "password" in short.stderr
+    finally:
+        await drop_dsn(pg_dsn, dsn)
+
+
+async def test_sd_notify_ready_watchdog_stopping(pg_dsn: str, tmp_path: Path) -> None:
+    import socket
+
+    dsn = await fresh_dsn(pg_dsn)
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    proc = subprocess.Popen(
+        [str(BIN / "ctiserver"), "--set", "simprot.port=0", "--set", "http.port=0", "--set", f"database.dsn={dsn}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    try:
+        got = [sock.recv(4096).decode() for _ in range(3)]
+        assert got[0].startswith("READY=1") and "STATUS=serving SimProt" in got[0]
+        assert got[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+        proc.send_signal(signal.SIGTERM)
+        while (msg := sock.recv(4096).decode()) == "WATCHDOG=1":
+            pass
+        assert msg == "STOPPING=1"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+        await drop_dsn(pg_dsn, dsn)

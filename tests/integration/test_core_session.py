@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from simprot.client import SimProtClient
 from simprot.errors import ErrorCode, RequestError
 from tests.integration.conftest import ADMIN, AGENT, AGENT_PW, Core
 
@@ -162,3 +163,48 @@ async def test_not_master_points_elsewhere(core_factory) -> None:
     with pytest.raises(RequestError) as e2:
         await c._connect_one(core.app.simprot_address)
     assert e2.value.code is ErrorCode.NOT_MASTER and e2.value.details["servers"] == ["127.0.0.1:1"]
+
+
+async def test_login_throttled_per_source_address(core_factory) -> None:
+    """Guessing across many account names from one address is locked too."""
+    core = await core_factory(login_max_failures=4, login_lockout=30.0)
+    for i in range(4):
+        with pytest.raises(RequestError) as e:
+            await core.client(f"guess{i}", "bad-password").connect()
+        assert e.value.code is ErrorCode.LOGIN_FAILED
+    with pytest.raises(RequestError) as e:
+        await core.client(ADMIN, "admin-pass-1").connect()
+    assert e.value.code is ErrorCode.RATE_LIMITED
+
+
+async def test_client_walks_its_server_list(core: Core) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{s.getsockname()[1]}"  # bound but not listening: connection refused
+    c = SimProtClient([dead, core.address], user=ADMIN, password="admin-pass-1", reconnect=False)
+    await c.connect()
+    assert (await c.request("whoami"))["username"] == ADMIN
+    await c.close()
+    s.close()
+
+
+async def test_tls(core_factory, tmp_path) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    core = await core_factory(tls_cert=str(cert), tls_key=str(key))
+    ctx = ssl.create_default_context(cafile=str(cert))
+    c = SimProtClient([core.address], user=ADMIN, password="admin-pass-1", ssl=ctx, reconnect=False)
+    await c.connect()
+    assert (await c.request("echo", {"over": "tls"})) == {"over": "tls"}
+    await c.close()
+    # a plain-text client gets nowhere
+    plain = core.client()
+    with pytest.raises(Exception):  # noqa: B017 - the exact failure depends on how TLS rejects the bytes
+        await asyncio.wait_for(plain.connect(), 5)
