@@ -14,7 +14,7 @@ import logging
 import secrets
 import ssl as _ssl
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ErrorCode, RemoteProtocolError, RequestError, SimProtError
@@ -52,10 +52,11 @@ class Operation:
     name: str
     handler: Callable[[Connection, dict], Any]
     permission: str | None = None  # None: any logged-in session
+    is_async: bool = field(init=False)
 
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.handler)
+    def __post_init__(self) -> None:
+        # decided once here, not per request: the hot path only reads a slot
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
 
 
 class Backend(Protocol):
@@ -95,6 +96,7 @@ class Connection(asyncio.Protocol):
         self.inflight: dict[int, asyncio.Task] = {}
         self._decoder = FrameDecoder(min(PREAUTH_MAX_FRAME, server.limits.max_frame))
         self._out: list[bytes] | None = None  # batch of frames while handling one read
+        self._granted: dict[str, bool] = {}
         self._replay: list[bytes] | None = None  # missed events to send right after a subscribe answer
         self._paused = False
         now = server.loop.time()
@@ -296,7 +298,7 @@ class Connection(asyncio.Protocol):
         if operation is None:
             self.send_error(rid, ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
             return
-        if operation.permission is not None and not srv.backend.permitted(self.principal, operation.permission):
+        if operation.permission is not None and not self.permitted(operation.permission):
             self.send_error(rid, ErrorCode.PERMISSION_DENIED, f"{op}: needs permission {operation.permission}")
             return
         if operation.is_async:
@@ -312,6 +314,13 @@ class Connection(asyncio.Protocol):
             self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"{op} failed; see server log for conn {self.id}")
             return
         self.send_frame(frame)
+
+    def permitted(self, permission: str) -> bool:
+        """Whether the logged-in principal holds ``permission`` (fixed for the session: cached)."""
+        ok = self._granted.get(permission)
+        if ok is None:
+            ok = self._granted[permission] = bool(self.server.backend.permitted(self.principal, permission))
+        return ok
 
     def _start(self, rid: int, coro: Coroutine[Any, Any, None]) -> None:
         if rid in self.inflight:
@@ -355,7 +364,7 @@ class Connection(asyncio.Protocol):
         if type(name) is not str:
             raise RequestError(ErrorCode.INVALID_ARGUMENT, "topic: a string", {"field": "topic"})
         permission = srv.backend.topic_permission(name)
-        if permission is not None and not srv.backend.permitted(self.principal, permission):
+        if permission is not None and not self.permitted(permission):
             raise RequestError(ErrorCode.PERMISSION_DENIED, f"topic {name}: needs permission {permission}")
         topic = srv.topic(name)
         resume = args.get("resume")
