@@ -279,6 +279,11 @@ class Connection(asyncio.Protocol):
             if self.session.handle(Input.LOGIN_FAILED) is Action.DENY_LOGIN:
                 self.send_error(rid, exc.code, exc.message, exc.details)
             return
+        except Exception:  # the backend failed (database down?): answer, do not leave the login hanging
+            log.exception("login.error", extra={"conn": self.id, "peer": self.peer})
+            if self.session.handle(Input.LOGIN_FAILED) is Action.DENY_LOGIN:
+                self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"login failed on the server; see log for {self.id}")
+            return
         if self.session.handle(Input.LOGIN_OK) is Action.FINISH_LOGIN:
             self.principal = principal
             self._decoder.max_frame = self.server.limits.max_frame

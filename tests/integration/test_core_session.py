@@ -208,3 +208,15 @@ async def test_tls(core_factory, tmp_path) -> None:
     plain = core.client()
     with pytest.raises(Exception):  # noqa: B017 - the exact failure depends on how TLS rejects the bytes
         await asyncio.wait_for(plain.connect(), 5)
+
+
+async def test_login_while_the_database_is_unreachable_gets_an_answer(core: Core) -> None:
+    """A backend failure during login is INTERNAL_ERROR, not a hung handshake; the server keeps serving."""
+    first = await core.connected()
+    await core.app.db.pool.close()  # type: ignore[union-attr]  # the database goes away
+    c = core.client()
+    with pytest.raises(RequestError) as e:
+        await asyncio.wait_for(c.connect(), 10)
+    assert e.value.code is ErrorCode.INTERNAL_ERROR
+    assert (await first.request("echo", {"x": 1})) == {"x": 1}  # sessions not needing the database go on
+    await first.close()
