@@ -77,7 +77,7 @@ class CoreService:
         self.master = True
         self.started = time.time()
         self.sessions: dict[str, dict] = {}             # conn id -> session info
-        self.recent_messages: deque[dict] = deque(maxlen=50)
+        self.recent_messages: deque[tuple[dict, frozenset[str] | None]] = deque(maxlen=50)
         self.ops: dict[str, Operation] = {op.name: op for op in self._operations()}
 
     # ---- Backend protocol ---------------------------------------------------------------------
@@ -129,6 +129,9 @@ class CoreService:
     def permitted(self, principal: Account, permission: str) -> bool:
         return any(p == permission for p, _scope in principal.permissions)
 
+    def audience(self, principal: Account) -> str:
+        return principal.username
+
     def topic_permission(self, topic: str) -> str | None:
         try:
             return TOPICS[topic]
@@ -142,7 +145,8 @@ class CoreService:
         if topic == "sessions":
             return {"sessions": list(self.sessions.values())}
         if topic == "messages":
-            return {"recent": list(self.recent_messages)}
+            me = principal.username
+            return {"recent": [m for m, aud in self.recent_messages if aud is None or me in aud]}
         return {}  # "admin" is an audit stream: re-read lists with accounts.list / workplaces.list
 
     def operation(self, name: str) -> Operation | None:
@@ -227,11 +231,14 @@ class CoreService:
         self._require_scope(conn, "accounts.manage", scope)
         if roles and any(not conn.principal.allows("accounts.manage", s) for _r, s in roles):
             raise RequestError(ErrorCode.PERMISSION_DENIED, "roles: cannot grant outside your scopes")
+        if roles and any(r == "admin" for r, _s in roles) and not conn.principal.allows("accounts.manage", "*"):
+            raise RequestError(ErrorCode.PERMISSION_DENIED, "roles: only a centre-wide admin grants admin")
         if kind == "admin" and not conn.principal.allows("accounts.manage", "*"):
             raise RequestError(ErrorCode.PERMISSION_DENIED, "kind: only a centre-wide admin creates admins")
         try:
             account = await self.accounts.create(username, password, kind=kind, display_name=display,
-                                                 scope=scope, roles=[tuple(r) for r in roles] if roles else None)
+                                                 scope=scope,
+                                                 roles=None if roles is None else [(r[0], r[1]) for r in roles])
         except AccountError as exc:
             raise _account_call(exc) from None
         log.info("account.created", extra={"conn": conn.id, "account": account.id, "by": conn.principal.id})
@@ -244,7 +251,10 @@ class CoreService:
         if username == conn.principal.username:
             # changing one's own password needs the old one, so a stolen session cannot lock the owner out
             old = _str_arg(args, "old_password", max_len=1024)
+            keys = [f"user:{username}"]
+            self._check_throttle(keys)  # guesses here count like failed logins
             if await self.accounts.authenticate(username, old) is None:
+                self.throttle.failure(keys, self.clock())
                 raise RequestError(ErrorCode.PERMISSION_DENIED, "old_password: does not match",
                                    {"field": "old_password"})
         else:
@@ -263,6 +273,9 @@ class CoreService:
         role = _str_arg(args, "role", max_len=64)
         scope = _str_arg(args, "scope", required=False) or "*"
         self._require_scope(conn, "accounts.manage", scope)
+        if role == "admin" and not conn.principal.allows("accounts.manage", "*"):
+            raise RequestError(ErrorCode.PERMISSION_DENIED, "role: only a centre-wide admin grants or revokes admin",
+                               {"field": "role"})
         try:
             fn = self.accounts.grant if grant else self.accounts.revoke
             account = await fn(target.username, role, scope)
@@ -290,7 +303,7 @@ class CoreService:
                 for cid, info in list(self.sessions.items()):
                     c = self.server.connections.get(cid)
                     if info["account_id"] == target.id and c is not None:
-                        c.close(ErrorCode.NOT_AUTHENTICATED, "account disabled")
+                        c.close(ErrorCode.SESSION_REVOKED, "account disabled")
         self.publish("admin", "account.enabled", {"username": target.username, "enabled": enabled,
                                                   "by": conn.principal.username})
         return {"username": target.username, "enabled": enabled}
@@ -316,10 +329,9 @@ class CoreService:
         if not (to == "all" or (type(to) is list and 0 < len(to) <= 1000 and all(type(x) is str for x in to))):
             raise RequestError(ErrorCode.INVALID_ARGUMENT, "to: \"all\" or a list of user names", {"field": "to"})
         msg = {"from": conn.principal.username, "to": to, "text": text, "at": round(time.time(), 3)}
-        self.recent_messages.append(msg)
-        if self.server is not None:
-            seq = self.server.publish("messages", "message", msg)
-        else:  # pragma: no cover - the service always runs inside a server
-            seq = 0
-        return {"seq": seq}
+        # a directed message reaches only its addressees and its sender, now and on replay
+        audience = None if to == "all" else frozenset([*(u.lower() for u in to), conn.principal.username])
+        self.recent_messages.append((msg, audience))
+        assert self.server is not None
+        return {"seq": self.server.publish("messages", "message", msg, audience)}
 

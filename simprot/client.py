@@ -25,6 +25,10 @@ from .messages import Kind
 
 log = logging.getLogger("simprot.client")
 
+# connection-level refusals that say "not here, not now": try the next server of the list
+_TRY_NEXT = frozenset({ErrorCode.TOO_MANY_CONNECTIONS, ErrorCode.SERVER_SHUTTING_DOWN,
+                       ErrorCode.HANDSHAKE_TIMEOUT, ErrorCode.HEARTBEAT_TIMEOUT})
+
 EventHandler = Callable[[str, int, str, Any], None]       # (topic, seq, name, data)
 SnapshotHandler = Callable[[str, Any], None]               # (topic, snapshot)
 
@@ -131,12 +135,17 @@ class SimProtClient:
                 return await self._connect_one(addr)
             except RequestError as exc:
                 if exc.code is ErrorCode.NOT_MASTER:
-                    # go where the standby points, then the rest of our own list
+                    # go where the standby points (in its order), then the rest of our own list
+                    pointed = []
                     for s in exc.details.get("servers", []):
                         try:
-                            queue.insert(0, parse_address(str(s)))
+                            pointed.append(parse_address(str(s)))
                         except ValueError:
                             continue
+                    queue[:0] = pointed
+                    last = exc
+                    continue
+                if exc.code in _TRY_NEXT:
                     last = exc
                     continue
                 raise
@@ -161,7 +170,13 @@ class SimProtClient:
         self.account = answer.get("account", {})
         self.token = answer.get("token", self.token)
         for sub in list(self._subs.values()):
-            await self._resubscribe(sub)
+            try:
+                await self._resubscribe(sub)
+            except RequestError as exc:
+                # e.g. the account lost the permission: the rest of the session is still useful
+                self._subs.pop(sub.topic, None)
+                log.error("client.resubscribe_refused", extra={"topic": sub.topic, "code": exc.code.name,
+                                                               "reason": exc.message})
         self.connected.set()
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = loop.create_task(self._heartbeats())
@@ -203,9 +218,12 @@ class SimProtClient:
                 self.reconnects += 1
                 return
             except RequestError as exc:
-                if exc.code in (ErrorCode.LOGIN_FAILED, ErrorCode.PERMISSION_DENIED):
+                if exc.code in (ErrorCode.LOGIN_FAILED, ErrorCode.PERMISSION_DENIED, ErrorCode.SESSION_REVOKED):
                     log.error("client.reconnect_refused", extra={"reason": str(exc)})
                     return
+                retry_after = exc.details.get("retry_after")
+                if exc.code is ErrorCode.RATE_LIMITED and isinstance(retry_after, (int, float)):
+                    await asyncio.sleep(min(float(retry_after), 300.0))
             except (TimeoutError, ConnectionClosed, OSError) as exc:
                 log.info("client.reconnect_failed", extra={"reason": str(exc), "retry_in": delay})
             delay = min(self.backoff_max, delay * 2)
@@ -271,14 +289,20 @@ class SimProtClient:
             self._pending.pop(rid, None)
 
     async def request(self, op: str, args: dict | None = None, *, timeout: float | None = None) -> Any:
-        """Send one request and wait for its answer; an ERROR answer raises RequestError."""
-        if self._proto is None:
+        """Send one request and wait for its answer; an ERROR answer raises RequestError.
+
+        While a reconnect is under way the request waits (up to its timeout) for the session to be
+        logged in again, so it never goes out before login.
+        """
+        if not self.connected.is_set():
             await asyncio.wait_for(self.connected.wait(), timeout or self.request_timeout)
         return await self._call(op, args or {}, timeout or self.request_timeout)
 
     async def request_many(self, op: str, args: Iterable[dict], *, timeout: float | None = None) -> list[Any]:
         """Pipeline many requests in one write; answers in request order (errors as RequestError objects)."""
         loop = asyncio.get_running_loop()
+        if not self.connected.is_set():
+            await asyncio.wait_for(self.connected.wait(), timeout or self.request_timeout)
         ids, frames = [], []
         for a in args:
             rid = self._next_id()

@@ -1,8 +1,9 @@
 """SimProt error codes and the package's error hierarchy.
 
 Every error that can reach the wire carries its :class:`ErrorCode`.  Codes below 100 are
-connection-level: the side that detects them sends an ERROR frame with correlation id 0 and closes
-the connection.  Codes from 100 on answer one request; the connection stays open.
+connection-level: the server sends them in an ERROR frame with correlation id 0 and closes the
+connection (a client never sends ERROR frames; it just closes).  Codes from 100 on answer one
+request; the connection stays open.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class ErrorCode(enum.IntEnum):
     SLOW_CONSUMER = 7           # the peer stopped reading; its send queue overflowed
     SERVER_SHUTTING_DOWN = 8    # graceful shutdown; reconnect (to another node)
     TOO_MANY_CONNECTIONS = 9    # max_connections reached
+    SESSION_REVOKED = 10        # the account was disabled while logged in
     # request-level: answer one request, the connection stays open
     NOT_AUTHENTICATED = 100     # the operation needs a logged-in session
     LOGIN_FAILED = 101          # unknown user, wrong password or disabled account (indistinguishable)

@@ -31,8 +31,10 @@ class LivenessPolicy:
             raise ValueError("handshake_timeout must be positive")
 
     def check(self, now: float, opened: float, last_rx: float, last_tx: float, authenticated: bool) -> Verdict:
-        if not authenticated and now - opened >= self.handshake_timeout:
-            return Verdict.HANDSHAKE_TIMEOUT
+        if not authenticated:
+            # before login only the handshake deadline applies; no pings to a peer that has not
+            # said hello (a PONG before hello would be a protocol error on its side)
+            return Verdict.HANDSHAKE_TIMEOUT if now - opened >= self.handshake_timeout else Verdict.OK
         if now - last_rx >= self.heartbeat_timeout:
             return Verdict.HEARTBEAT_TIMEOUT
         if now - last_tx >= self.heartbeat_interval:

@@ -28,6 +28,7 @@ log = logging.getLogger("simprot.server")
 
 PROTOCOL_VERSIONS = (1,)
 PREAUTH_MAX_FRAME = 65_536  # before login a frame may not exceed this, whatever max_frame says
+MAX_SERVER_FRAME = 16 * 1024 * 1024  # the server never sends a larger frame body; clients must accept this
 
 _K_REQUEST, _K_PING, _K_PONG = int(Kind.REQUEST), int(Kind.PING), int(Kind.PONG)
 _SPECIAL_OPS = {"hello": Input.HELLO, "login": Input.LOGIN, "logout": Input.LOGOUT}
@@ -72,6 +73,9 @@ class Backend(Protocol):
 
     def permitted(self, principal: Any, permission: str) -> bool: ...
 
+    def audience(self, principal: Any) -> str:
+        """The name under which this principal receives directed events (see publish)."""
+
     def topic_permission(self, topic: str) -> str | None:
         """Permission needed to subscribe; raise RequestError(NOT_FOUND) for an unknown topic."""
 
@@ -90,6 +94,7 @@ class Connection(asyncio.Protocol):
         self.id = f"c{next(server._ids)}"
         self.session = ServerSession()
         self.principal: Any = None
+        self.audience = ""  # the name directed events are addressed to (the backend's choice)
         self.peer = "?"
         self.transport: asyncio.Transport | None = None
         self.topics: set[str] = set()
@@ -177,10 +182,11 @@ class Connection(asyncio.Protocol):
     def send_error(self, rid: int, code: ErrorCode, message: str, details: dict | None = None) -> None:
         self.send([Kind.ERROR, rid, int(code), message, details or {}])
 
-    def _fatal(self, code: ErrorCode, message: str, details: dict | None = None) -> None:
+    def _fatal(self, code: ErrorCode, message: str, details: dict | None = None,
+               event: Input = Input.CLOSE) -> None:
         """Send a connection-level error and close after it is flushed."""
         if self.session.state is not State.CLOSED:
-            self.session.handle(Input.CLOSE)
+            self.session.handle(event)
         self.close_reason = f"{code.name}: {message}"
         log.info("conn.error", extra={"conn": self.id, "peer": self.peer, "code": code.name,
                                       "reason": message})
@@ -200,8 +206,8 @@ class Connection(asyncio.Protocol):
             _, rid, op, args = msg
             if type(rid) is not int or not 0 < rid < 2**32:
                 raise RemoteProtocolError("request id must be an integer in 1..4294967295")
-            if type(op) is not str or type(args) is not dict:
-                raise RemoteProtocolError("a request is [1, id, op:string, args:map]")
+            if type(op) is not str or type(args) is not dict or not 0 < len(op) <= 64:
+                raise RemoteProtocolError("a request is [1, id, op:string of 1..64, args:map]")
             for v in args.values():
                 if type(v) in (dict, list):
                     check_depth(args)
@@ -251,10 +257,9 @@ class Connection(asyncio.Protocol):
             self._fatal(ErrorCode.NOT_MASTER, "this node does not serve now", {"servers": servers})
             return
         versions = args.get("versions")
-        if type(versions) is not list or not all(type(v) is int for v in versions):
-            self.send_error(rid, ErrorCode.INVALID_ARGUMENT, "versions: a list of integers",
-                            {"field": "versions"})
-            self.session.state = State.AWAIT_HELLO  # hello did not happen
+        if type(versions) is not list or not versions or not all(type(v) is int for v in versions):
+            self._fatal(ErrorCode.PROTOCOL_ERROR, "hello: versions must be a non-empty list of integers",
+                        {"field": "versions"})
             return
         common = set(versions) & set(PROTOCOL_VERSIONS)
         if not common:
@@ -286,12 +291,16 @@ class Connection(asyncio.Protocol):
             return
         if self.session.handle(Input.LOGIN_OK) is Action.FINISH_LOGIN:
             self.principal = principal
+            self.audience = self.server.backend.audience(principal)
             self._decoder.max_frame = self.server.limits.max_frame
             self.send([Kind.RESULT, rid, result])
 
     # ---- operations -------------------------------------------------------------------------
     def _dispatch(self, rid: int, op: str, args: dict) -> None:
         srv = self.server
+        if rid in self.inflight:
+            self.send_error(rid, ErrorCode.DUPLICATE_ID, f"request id {rid} is still in flight")
+            return
         if op == "subscribe" or op == "unsubscribe":
             try:
                 self.send([Kind.RESULT, rid, self._subscribe(args) if op == "subscribe" else self._unsubscribe(args)])
@@ -310,7 +319,7 @@ class Connection(asyncio.Protocol):
             self._start(rid, self._run(rid, operation, args))
             return
         try:
-            frame = encode_frame([Kind.RESULT, rid, operation.handler(self, args)])
+            frame = self._result_frame(rid, operation.handler(self, args))
         except RequestError as exc:
             self.send_error(rid, exc.code, exc.message, exc.details)
             return
@@ -319,6 +328,13 @@ class Connection(asyncio.Protocol):
             self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"{op} failed; see server log for conn {self.id}")
             return
         self.send_frame(frame)
+
+    @staticmethod
+    def _result_frame(rid: int, result: Any) -> bytes:
+        frame = encode_frame([Kind.RESULT, rid, result])
+        if len(frame) > MAX_SERVER_FRAME + 4:
+            raise RequestError(ErrorCode.INTERNAL_ERROR, f"the answer is larger than {MAX_SERVER_FRAME} bytes")
+        return frame
 
     def permitted(self, permission: str) -> bool:
         """Whether the logged-in principal holds ``permission`` (fixed for the session: cached)."""
@@ -341,14 +357,14 @@ class Connection(asyncio.Protocol):
 
     def _finished(self, rid: int, _task: object = None) -> None:
         self.inflight.pop(rid, None)
-        if self._paused and len(self.inflight) < self.server.limits.max_inflight // 2 and self.transport:
+        if self._paused and len(self.inflight) < max(1, self.server.limits.max_inflight // 2) and self.transport:
             self._paused = False
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
     async def _run(self, rid: int, operation: Operation, args: dict) -> None:
         try:
-            frame = encode_frame([Kind.RESULT, rid, await operation.handler(self, args)])
+            frame = self._result_frame(rid, await operation.handler(self, args))
         except RequestError as exc:
             self.send_error(rid, exc.code, exc.message, exc.details)
             return
@@ -386,7 +402,7 @@ class Connection(asyncio.Protocol):
         if mode is ResumeMode.SNAPSHOT:
             answer["snapshot"] = srv.backend.snapshot(name, self.principal)
         # registering and reading the buffer happen in one callback: nothing can slip in between
-        self._replay = frames
+        self._replay = [f for f, aud in frames if aud is None or self.audience in aud]
         self.topics.add(name)
         srv.subscribers.setdefault(name, set()).add(self)
         log.info("sub.open", extra={"conn": self.id, "topic": name, "mode": mode.value, "after": after})
@@ -419,8 +435,8 @@ class Connection(asyncio.Protocol):
         log.info("conn.close", extra={"conn": self.id, "peer": self.peer, "reason": reason})
         srv.backend.closed(self, reason)
 
-    def close(self, code: ErrorCode, message: str) -> None:
-        self._fatal(code, message)
+    def close(self, code: ErrorCode, message: str, *, timeout: bool = False) -> None:
+        self._fatal(code, message, event=Input.TIMEOUT if timeout else Input.CLOSE)
 
 
 class SimProtServer:
@@ -455,14 +471,23 @@ class SimProtServer:
             topic = self.topics[name] = Topic(name, self.limits.event_buffer)
         return topic
 
-    def publish(self, topic: str, event: str, data: Any) -> int:
-        """Number an event, buffer it for resume, and write it to every subscriber."""
+    def publish(self, topic: str, event: str, data: Any, audience: frozenset[str] | None = None) -> int:
+        """Number an event, buffer it for resume, and write it to every subscriber.
+
+        With an ``audience`` only subscribers whose ``Connection.audience`` is in it receive the
+        event (now and on replay); the others see a gap in the sequence numbers.
+        """
         t = self.topic(topic)
-        frame = t.publish(event, data)
+        frame = t.publish(event, data, audience)
         subs = self.subscribers.get(topic)
         if subs:
-            for conn in tuple(subs):
-                conn.send_frame(frame)
+            if audience is None:
+                for conn in tuple(subs):
+                    conn.send_frame(frame)
+            else:
+                for conn in tuple(subs):
+                    if conn.audience in audience:
+                        conn.send_frame(frame)
         return t.seq
 
     def _sweep(self) -> None:
@@ -476,9 +501,10 @@ class SimProtServer:
             if verdict is Verdict.SEND_PING:
                 conn._write(ping)
             elif verdict is Verdict.HANDSHAKE_TIMEOUT:
-                conn.close(ErrorCode.HANDSHAKE_TIMEOUT, "hello and login not completed in time")
+                conn.close(ErrorCode.HANDSHAKE_TIMEOUT, "hello and login not completed in time", timeout=True)
             else:
-                conn.close(ErrorCode.HEARTBEAT_TIMEOUT, "nothing received within the heartbeat timeout")
+                conn.close(ErrorCode.HEARTBEAT_TIMEOUT, "nothing received within the heartbeat timeout",
+                           timeout=True)
         self._sweeper = self.loop.call_later(min(1.0, self.limits.heartbeat_interval / 2), self._sweep)
 
     async def close(self, grace: float = 2.0) -> None:

@@ -38,14 +38,14 @@ class Input(enum.Enum):
     PING = "ping"
     PONG = "pong"
     ILLEGAL = "illegal"            # a message a client may never send (result, error, event)
-    TIMEOUT = "timeout"            # handshake or heartbeat deadline passed (local)
+    TIMEOUT = "timeout"            # handshake or heartbeat deadline passed (local, from the sweeper)
     CLOSE = "close"                # transport lost or server shutting down (local)
 
 
 class Action(enum.Enum):
     ACCEPT_HELLO = "accept_hello"        # negotiate the version, answer hello
     CHECK_LOGIN = "check_login"          # start the (slow) credential check
-    FINISH_LOGIN = "finish_login"        # answer login with the account, start heartbeats
+    FINISH_LOGIN = "finish_login"        # answer login with the account; the full max_frame applies from now
     DENY_LOGIN = "deny_login"            # answer login with LOGIN_FAILED / RATE_LIMITED
     DISPATCH = "dispatch"                # run the operation
     LOGOUT = "logout"                    # answer, then close
@@ -54,7 +54,7 @@ class Action(enum.Enum):
     PONG = "pong"                        # answer a ping
     NOTE_PONG = "note_pong"              # nothing to send; liveness already noted
     PROTOCOL_ERROR = "protocol_error"    # send PROTOCOL_ERROR (id 0), close
-    CLOSE = "close"                      # close without a further answer
+    CLOSE = "close"                      # close; for a timeout the adapter first sends the reason (id-0 error)
     IGNORE = "ignore"                    # closed already; drop
 
 

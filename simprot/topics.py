@@ -18,9 +18,12 @@ from .messages import Kind
 
 
 class ResumeMode(enum.Enum):
-    LIVE = "live"          # nothing missed (or no resume asked): live events from now on
+    LIVE = "live"          # resumed with nothing missed: live events from now on
     REPLAY = "replay"      # the missed events follow the answer, then live events
     SNAPSHOT = "snapshot"  # the gap cannot be replayed: the answer carries a snapshot
+
+
+Entry = tuple[bytes, "frozenset[str] | None"]  # a frame and its audience (None: every subscriber)
 
 
 class Topic:
@@ -33,13 +36,13 @@ class Topic:
             raise ValueError("topic capacity must be at least 1")
         self.name = name
         self.seq = 0
-        self._frames: deque[bytes] = deque(maxlen=capacity)
+        self._frames: deque[Entry] = deque(maxlen=capacity)
 
-    def publish(self, event: str, data: Any) -> bytes:
+    def publish(self, event: str, data: Any, audience: frozenset[str] | None = None) -> bytes:
         """Number the event and return its frame (encoded once, for every subscriber)."""
         self.seq += 1
         frame = encode_frame([Kind.EVENT, self.name, self.seq, event, data])
-        self._frames.append(frame)
+        self._frames.append((frame, audience))
         return frame
 
     @property
@@ -47,10 +50,11 @@ class Topic:
         """Sequence number of the oldest event still buffered (seq + 1 when empty)."""
         return self.seq - len(self._frames) + 1
 
-    def resume(self, epoch: str, after: int | None, client_epoch: str | None) -> tuple[ResumeMode, list[bytes]]:
+    def resume(self, epoch: str, after: int | None, client_epoch: str | None) -> tuple[ResumeMode, list[Entry]]:
         """Decide how a (re)subscribing client continues.
 
         ``after`` is the last sequence number the client has seen, ``None`` for a first subscribe.
+        The caller filters the returned entries by their audience.
         """
         if after is None:
             return ResumeMode.SNAPSHOT, []

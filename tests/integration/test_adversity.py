@@ -164,14 +164,29 @@ async def test_client_heartbeats_keep_an_idle_session_alive(core_factory) -> Non
     await c.close()
 
 
-async def test_duplicate_in_flight_id(core: Core) -> None:
+@pytest.mark.parametrize("second", ["accounts.list", "echo"])
+async def test_duplicate_in_flight_id(core: Core, second: str) -> None:
     raw = await Raw.open(core)
     await raw.login()
-    raw.send([1, 5, "accounts.list", {}])
-    raw.send([1, 5, "accounts.list", {}])
+    raw.send([1, 5, "accounts.list", {}])  # a database operation: still in flight when the next arrives
+    raw.send([1, 5, second, {}])
     got = sorted([await raw.recv(), await raw.recv()], key=lambda m: m[0])
-    assert got[0][0] == 2 and got[1][:3] == [3, 5, ErrorCode.DUPLICATE_ID]
+    assert got[0][0] == 2 and "accounts" in got[0][2] and got[1][:3] == [3, 5, ErrorCode.DUPLICATE_ID]
     raw.close()
+
+
+async def test_bad_hello_is_a_protocol_error(core: Core) -> None:
+    raw = await Raw.open(core)
+    raw.send([1, 1, "hello", {"versions": "1"}])
+    await expect_fatal(raw, ErrorCode.PROTOCOL_ERROR)
+
+
+async def test_max_inflight_of_one_does_not_stall(core_factory) -> None:
+    core = await core_factory(max_inflight=1)
+    c = await core.connected()
+    answers = await c.request_many("accounts.list", [{}] * 20, timeout=10)
+    assert all(isinstance(a, dict) for a in answers)
+    await c.close()
 
 
 async def test_slow_consumer_is_dropped_and_others_keep_receiving(core_factory) -> None:

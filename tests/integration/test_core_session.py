@@ -99,14 +99,14 @@ async def test_account_admin_and_errors_name_the_field(core: Core) -> None:
     assert e.value.code is ErrorCode.PERMISSION_DENIED
     await bob.request("accounts.password", {"password": "long-enough-3", "old_password": "long-enough-2"})
     await bob.close()
-    # disabling ends the account's sessions and refuses its logins
+    # disabling ends the account's sessions (SESSION_REVOKED) and refuses its logins
     bob = await core.connected("bob", "long-enough-3")
     await c.request("accounts.enable", {"username": "bob", "enabled": False})
+    await asyncio.sleep(0.05)
+    assert bob._proto is None
     with pytest.raises(RequestError) as e:
         await core.connected("bob", "long-enough-3")
     assert e.value.code is ErrorCode.LOGIN_FAILED
-    await asyncio.sleep(0.05)
-    assert bob._proto is None
     await c.close()
 
 
@@ -220,3 +220,70 @@ async def test_login_while_the_database_is_unreachable_gets_an_answer(core: Core
     assert e.value.code is ErrorCode.INTERNAL_ERROR
     assert (await first.request("echo", {"x": 1})) == {"x": 1}  # sessions not needing the database go on
     await first.close()
+
+
+async def test_directed_messages_reach_only_their_addressees(core: Core) -> None:
+    admin = await core.connected()
+    await admin.request("accounts.add", {"username": "agent2", "password": "agent-pass-2"})
+    a1 = await core.connected(AGENT, AGENT_PW)
+    a2 = await core.connected("agent2", "agent-pass-2")
+    got1: list = []
+    got2: list = []
+    await a1.subscribe("messages", lambda t, s, n, d: got1.append((s, d["text"])))
+    await a2.subscribe("messages", lambda t, s, n, d: got2.append((s, d["text"])))
+    await admin.request("messages.send", {"text": "to all"})
+    await admin.request("messages.send", {"text": "only agent1", "to": [AGENT]})
+    await admin.request("messages.send", {"text": "all again"})
+    await asyncio.sleep(0.1)
+    assert got1 == [(1, "to all"), (2, "only agent1"), (3, "all again")]
+    assert got2 == [(1, "to all"), (3, "all again")]  # a gap where the private one was
+    late: list = []
+    snap: list = []
+    a3 = await core.connected("agent2", "agent-pass-2")
+    await a3.subscribe("messages", lambda *a: None, lambda t, s: snap.append(s))
+    assert [m["text"] for m in snap[0]["recent"]] == ["to all", "all again"]
+    # replay honours the audience too
+    sub = a2._subs["messages"]
+    sub.seq = 0
+    a2._proto.transport.abort()  # type: ignore[union-attr]
+    c = core.client("agent2", "agent-pass-2", reconnect=False)
+    await c.connect()
+    c._subs["messages"] = sub.__class__("messages", lambda t, s, n, d: late.append(d["text"]), None,
+                                        epoch=sub.epoch, seq=0)
+    await c._resubscribe(c._subs["messages"])
+    await asyncio.sleep(0.1)
+    assert late == ["to all", "all again"]
+    for x in (admin, a1, a3, c):
+        await x.close()
+
+
+async def test_scoped_admin_cannot_mint_admins(core: Core) -> None:
+    admin = await core.connected()
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.scopes(scope, description) VALUES ('praha', 'Praha')")
+    await admin.request("accounts.add", {"username": "boss", "password": "boss-pass-1", "kind": "supervisor",
+                                         "scope": "praha", "roles": [["admin", "praha"]]})
+    boss = await core.connected("boss", "boss-pass-1")
+    await boss.request("accounts.add", {"username": "a2", "password": "agent-pass-2", "scope": "praha"})
+    for req in ({"username": "a2", "role": "admin", "scope": "praha"},
+                {"username": "boss", "role": "admin", "scope": "praha"}):
+        with pytest.raises(RequestError) as e:
+            await boss.request("accounts.grant", req)
+        assert e.value.code is ErrorCode.PERMISSION_DENIED
+    assert (await boss.request("accounts.grant", {"username": "a2", "role": "supervisor", "scope": "praha"}))[
+        "roles"] == [["agent", "praha"], ["supervisor", "praha"]]
+    await boss.close()
+    await admin.close()
+
+
+async def test_old_password_guesses_are_throttled(core_factory) -> None:
+    core = await core_factory(login_max_failures=3)
+    c = await core.connected(AGENT, AGENT_PW)
+    for _ in range(3):
+        with pytest.raises(RequestError) as e:
+            await c.request("accounts.password", {"password": "new-pass-123", "old_password": "guess-guess"})
+        assert e.value.code is ErrorCode.PERMISSION_DENIED
+    with pytest.raises(RequestError) as e:
+        await c.request("accounts.password", {"password": "new-pass-123", "old_password": AGENT_PW})
+    assert e.value.code is ErrorCode.RATE_LIMITED
+    await c.close()

@@ -123,7 +123,7 @@ def test_happy_path() -> None:
 def test_topic_resume_decisions() -> None:
     t = Topic("messages", capacity=3)
     assert t.resume("e1", None, None) == (ResumeMode.SNAPSHOT, [])
-    frames = [t.publish("message", {"i": i}) for i in range(1, 6)]  # seq 1..5, buffer holds 3..5
+    frames = [(t.publish("message", {"i": i}), None) for i in range(1, 6)]  # seq 1..5, buffer holds 3..5
     assert t.seq == 5 and t.oldest == 3
     assert t.resume("e1", 5, "e1") == (ResumeMode.LIVE, [])
     assert t.resume("e1", 3, "e1") == (ResumeMode.REPLAY, frames[3:])
@@ -131,7 +131,9 @@ def test_topic_resume_decisions() -> None:
     assert t.resume("e1", 1, "e1")[0] is ResumeMode.SNAPSHOT      # event 2 is gone
     assert t.resume("e1", 9, "e1")[0] is ResumeMode.SNAPSHOT      # from the future
     assert t.resume("e1", 4, "other")[0] is ResumeMode.SNAPSHOT   # another epoch
-    body = msgpack.unpackb(frames[0][4:])
+    body = msgpack.unpackb(frames[0][0][4:])
+    t.publish("message", {"private": True}, frozenset({"jana"}))
+    assert t.resume("e1", 5, "e1")[1][0][1] == frozenset({"jana"})
     assert body == [Kind.EVENT, "messages", 1, "message", {"i": 1}]
 
 
@@ -163,6 +165,7 @@ def test_throttle() -> None:
 def test_liveness() -> None:
     p = LivenessPolicy(heartbeat_interval=5, heartbeat_timeout=15, handshake_timeout=10)
     assert p.check(1, 0, 0, 0, authenticated=False) is Verdict.OK
+    assert p.check(9, 0, 0, 0, authenticated=False) is Verdict.OK  # no pings before login
     assert p.check(10, 0, 9, 9, authenticated=False) is Verdict.HANDSHAKE_TIMEOUT
     assert p.check(10, 0, 9, 9, authenticated=True) is Verdict.OK
     assert p.check(16, 0, 15, 10, authenticated=True) is Verdict.SEND_PING
