@@ -137,6 +137,11 @@ class Connection(asyncio.Protocol):
                 self._write(b"".join(out))
             self._fatal(exc.code, str(exc), exc.details)
             return
+        except Exception:  # a bug of ours: this connection ends, the server and the others go on
+            log.exception("conn.internal_error", extra={"conn": self.id, "peer": self.peer})
+            self._out = None
+            self._fatal(ErrorCode.INTERNAL_ERROR, f"internal error; see server log for {self.id}")
+            return
         self._out = None
         if out:
             self._write(b"".join(out) if len(out) > 1 else out[0])
