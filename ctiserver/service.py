@@ -215,7 +215,13 @@ class CoreService:
         target = await self.accounts.get(username)
         if target is None or not conn.principal.allows("accounts.read", target.scope):
             raise RequestError(ErrorCode.NOT_FOUND, f"username: no account {username!r}", {"field": "username"})
-        self._require_scope(conn, "accounts.manage", target.scope)
+        # a manager reaches an account only if he could manage every role it holds: a scoped admin
+        # cannot reset the password of, or disable, a centre-wide admin who happens to sit in his scope
+        for scope in {target.scope, *(s for _r, s in target.roles)}:
+            self._require_scope(conn, "accounts.manage", scope)
+        if any(r == "admin" for r, _s in target.roles) and not conn.principal.allows("accounts.manage", "*"):
+            raise RequestError(ErrorCode.PERMISSION_DENIED, "username: only a centre-wide admin manages admins",
+                               {"field": "username"})
         return target
 
     async def op_accounts_add(self, conn: Connection, args: dict) -> dict:
@@ -326,7 +332,8 @@ class CoreService:
     def op_messages_send(self, conn: Connection, args: dict) -> dict:
         text = _str_arg(args, "text", max_len=MAX_MESSAGE)
         to = args.get("to", "all")
-        if not (to == "all" or (type(to) is list and 0 < len(to) <= 1000 and all(type(x) is str for x in to))):
+        if not (to == "all" or (type(to) is list and 0 < len(to) <= 1000
+                                and all(type(x) is str and 0 < len(x) <= 64 for x in to))):
             raise RequestError(ErrorCode.INVALID_ARGUMENT, "to: \"all\" or a list of user names", {"field": "to"})
         msg = {"from": conn.principal.username, "to": to, "text": text, "at": round(time.time(), 3)}
         # a directed message reaches only its addressees and its sender, now and on replay

@@ -163,20 +163,22 @@ class SimProtClient:
             self.hello = await self._call("hello", {"versions": [1], "client": self.client_name},
                                           self.connect_timeout)
             answer = await self._login()
+            self.account = answer.get("account", {})
+            self.token = answer.get("token", self.token)
+            for sub in list(self._subs.values()):
+                try:
+                    await self._resubscribe(sub)
+                except RequestError as exc:
+                    if exc.code.closes:  # the connection itself failed: not a refusal of this topic
+                        raise
+                    # e.g. the account lost the permission: the rest of the session is still useful
+                    self._subs.pop(sub.topic, None)
+                    log.error("client.resubscribe_refused", extra={"topic": sub.topic, "code": exc.code.name,
+                                                                   "reason": exc.message})
         except BaseException:
             if proto.transport is not None:
                 proto.transport.abort()
             raise
-        self.account = answer.get("account", {})
-        self.token = answer.get("token", self.token)
-        for sub in list(self._subs.values()):
-            try:
-                await self._resubscribe(sub)
-            except RequestError as exc:
-                # e.g. the account lost the permission: the rest of the session is still useful
-                self._subs.pop(sub.topic, None)
-                log.error("client.resubscribe_refused", extra={"topic": sub.topic, "code": exc.code.name,
-                                                               "reason": exc.message})
         self.connected.set()
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = loop.create_task(self._heartbeats())
@@ -205,7 +207,10 @@ class SimProtClient:
             if not fut.done():
                 fut.set_exception(ConnectionClosed(f"connection lost before the answer ({reason})"))
         self._pending.clear()
-        if self.reconnect and not self._closing and self.hello:
+        revoked = proto.error is not None and proto.error.code is ErrorCode.SESSION_REVOKED
+        if revoked:
+            log.error("client.session_revoked", extra={"reason": proto.error.message if proto.error else ""})
+        if self.reconnect and not self._closing and self.hello and not revoked:
             if self._reconnector is None or self._reconnector.done():
                 self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
 

@@ -140,6 +140,8 @@ class Connection(asyncio.Protocol):
         except Exception:  # a bug of ours: this connection ends, the server and the others go on
             log.exception("conn.internal_error", extra={"conn": self.id, "peer": self.peer})
             self._out = None
+            if out:
+                self._write(b"".join(out))
             self._fatal(ErrorCode.INTERNAL_ERROR, f"internal error; see server log for {self.id}")
             return
         self._out = None
@@ -308,7 +310,8 @@ class Connection(asyncio.Protocol):
             return
         if op == "subscribe" or op == "unsubscribe":
             try:
-                self.send([Kind.RESULT, rid, self._subscribe(args) if op == "subscribe" else self._unsubscribe(args)])
+                answer = self._subscribe(args) if op == "subscribe" else self._unsubscribe(args)
+                self.send_frame(self._result_frame(rid, answer))
             except RequestError as exc:
                 self.send_error(rid, exc.code, exc.message, exc.details)
             self._flush_replay()

@@ -287,3 +287,32 @@ async def test_old_password_guesses_are_throttled(core_factory) -> None:
         await c.request("accounts.password", {"password": "new-pass-123", "old_password": AGENT_PW})
     assert e.value.code is ErrorCode.RATE_LIMITED
     await c.close()
+
+
+async def test_scoped_admin_cannot_touch_a_centre_wide_admin(core: Core) -> None:
+    admin = await core.connected()
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.scopes(scope, description) VALUES ('praha', 'Praha')")
+    await admin.request("accounts.add", {"username": "boss", "password": "boss-pass-1", "kind": "supervisor",
+                                         "scope": "praha", "roles": [["admin", "praha"]]})
+    await admin.request("accounts.add", {"username": "chief", "password": "chief-pass-1", "kind": "admin",
+                                         "scope": "praha"})  # home scope praha, admin in "*"
+    boss = await core.connected("boss", "boss-pass-1")
+    for op, args in (("accounts.enable", {"username": "chief", "enabled": False}),
+                     ("accounts.password", {"username": "chief", "password": "taken-over-1"})):
+        with pytest.raises(RequestError) as e:
+            await boss.request(op, args)
+        assert e.value.code is ErrorCode.PERMISSION_DENIED
+    await boss.close()
+    await admin.close()
+
+
+async def test_revoked_session_does_not_reconnect(core: Core) -> None:
+    admin = await core.connected()
+    agent = core.client(AGENT, AGENT_PW, reconnect=True, backoff_initial=0.05)
+    await agent.connect()
+    await admin.request("accounts.enable", {"username": AGENT, "enabled": False})
+    await asyncio.sleep(0.5)
+    assert not agent.connected.is_set() and agent._reconnector is None and agent.reconnects == 0
+    await agent.close()
+    await admin.close()
