@@ -50,8 +50,8 @@ def _str_arg(args: dict, name: str, *, required: bool = True, max_len: int = 256
     if value is None and not required:
         return ""
     if type(value) is not str or (required and not value) or len(value) > max_len:
-        raise RequestError(ErrorCode.INVALID_ARGUMENT, f"{name}: a string of 1..{max_len} characters",
-                           {"field": name})
+        what = f"a string of 1..{max_len} characters" if required else f"a string of at most {max_len} characters"
+        raise RequestError(ErrorCode.INVALID_ARGUMENT, f"{name}: {what}", {"field": name})
     return value
 
 
@@ -118,7 +118,7 @@ class CoreService:
         self.publish("sessions", "session.opened", info)
         return account, {"account": account_view(account),
                          "permissions": sorted([list(p) for p in account.permissions]),
-                         "token": new_token, "token_ttl": ttl}
+                         "token": new_token, "token_ttl": float(ttl)}
 
     def _check_throttle(self, keys: list[str]) -> None:
         wait = self.throttle.retry_after(keys, self.clock())
@@ -229,7 +229,7 @@ class CoreService:
         password = _str_arg(args, "password", max_len=1024)
         kind = _str_arg(args, "kind", required=False) or "agent"
         scope = _str_arg(args, "scope", required=False) or "*"
-        display = _str_arg(args, "display_name", required=False)
+        display = _str_arg(args, "display_name", required=False, max_len=128)
         roles = args.get("roles")
         if roles is not None and (type(roles) is not list or not all(
                 type(r) is list and len(r) == 2 and all(type(x) is str for x in r) for r in roles)):

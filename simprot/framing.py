@@ -54,13 +54,15 @@ def decode_body(body: bytes, max_len: int) -> Any:
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """Refuse containers nested deeper than ``limit`` (iterative: no recursion on hostile input)."""
+    """Refuse containers nested deeper than ``limit`` and non-string map keys (iterative: no recursion)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             raise RemoteProtocolError(f"containers nested deeper than {limit}")
         if type(item) is dict:
+            if any(type(k) is not str for k in item):
+                raise RemoteProtocolError("map keys must be strings")
             stack.extend((v, depth + 1) for v in item.values() if type(v) in (dict, list))
         elif type(item) is list:
             stack.extend((v, depth + 1) for v in item if type(v) in (dict, list))

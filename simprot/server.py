@@ -215,10 +215,11 @@ class Connection(asyncio.Protocol):
                 raise RemoteProtocolError("request id must be an integer in 1..4294967295")
             if type(op) is not str or type(args) is not dict or not 0 < len(op) <= 64:
                 raise RemoteProtocolError("a request is [1, id, op:string of 1..64, args:map]")
-            for v in args.values():
+            for k, v in args.items():
+                if type(k) is not str:
+                    raise RemoteProtocolError("map keys must be strings")
                 if type(v) in (dict, list):
                     check_depth(args)
-                    break
             event = _SPECIAL_OPS.get(op, Input.REQUEST)
         elif kind == _K_PING or kind == _K_PONG:
             if len(msg) != 2 or type(msg[1]) is not int or not 0 <= msg[1] < 2**32:
@@ -279,7 +280,7 @@ class Connection(asyncio.Protocol):
         lim = srv.limits
         self.send([Kind.RESULT, rid, {
             "version": max(common), "epoch": srv.epoch, "conn": self.id,
-            "heartbeat_interval": lim.heartbeat_interval, "heartbeat_timeout": lim.heartbeat_timeout,
+            "heartbeat_interval": float(lim.heartbeat_interval), "heartbeat_timeout": float(lim.heartbeat_timeout),
             "max_frame": lim.max_frame, "preauth_max_frame": self._decoder.max_frame,
             "max_inflight": lim.max_inflight, **srv.backend.server_info(),
         }])
@@ -400,9 +401,9 @@ class Connection(asyncio.Protocol):
         after: int | None = None
         epoch: str | None = None
         if resume is not None:
-            if (type(resume) is not dict or type(resume.get("seq")) is not int
+            if (type(resume) is not dict or type(resume.get("seq")) is not int or resume["seq"] < 0
                     or type(resume.get("epoch")) is not str):
-                raise RequestError(ErrorCode.INVALID_ARGUMENT, "resume: {epoch: string, seq: integer}",
+                raise RequestError(ErrorCode.INVALID_ARGUMENT, "resume: {epoch: string, seq: integer >= 0}",
                                    {"field": "resume"})
             after, epoch = resume["seq"], resume["epoch"]
         mode, frames = topic.resume(srv.epoch, after, epoch)
@@ -461,6 +462,8 @@ class SimProtServer:
         self.liveness = LivenessPolicy(limits.heartbeat_interval, limits.heartbeat_timeout,
                                        limits.handshake_timeout)
         self._ids = itertools.count(1)
+        # deadlines are checked this often, so each fires at most this late
+        self._sweep_every = min(1.0, limits.heartbeat_interval / 2, limits.handshake_timeout / 2)
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -469,7 +472,7 @@ class SimProtServer:
                                             backlog=4096, reuse_address=True)
         self._servers.append(srv)
         if self._sweeper is None:
-            self._sweeper = self.loop.call_later(1.0, self._sweep)
+            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
         sock = srv.sockets[0].getsockname()
         return sock[0], sock[1]
 
@@ -513,7 +516,7 @@ class SimProtServer:
             else:
                 conn.close(ErrorCode.HEARTBEAT_TIMEOUT, "nothing received within the heartbeat timeout",
                            timeout=True)
-        self._sweeper = self.loop.call_later(min(1.0, self.limits.heartbeat_interval / 2), self._sweep)
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
     async def close(self, grace: float = 2.0) -> None:
         """Stop listening, tell every client we are going, wait briefly for the data to flush."""
