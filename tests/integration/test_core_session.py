@@ -58,13 +58,18 @@ async def test_agent_lacks_admin_permissions(core: Core) -> None:
     await c.close()
 
 
-async def test_scoped_admin_manages_only_his_scope(core: Core) -> None:
+async def scoped_boss(core: Core) -> tuple[SimProtClient, SimProtClient]:
+    """The centre-wide admin, and 'boss': a supervisor who is admin of scope praha only."""
     admin = await core.connected()
     pool = core.app.db.pool  # type: ignore[union-attr]
     await pool.execute("INSERT INTO cc.scopes(scope, description) VALUES ('praha', 'Praha'), ('brno', 'Brno')")
     await admin.request("accounts.add", {"username": "boss", "password": "boss-pass-1", "kind": "supervisor",
                                          "scope": "praha", "roles": [["admin", "praha"]]})
-    boss = await core.connected("boss", "boss-pass-1")
+    return admin, await core.connected("boss", "boss-pass-1")
+
+
+async def test_scoped_admin_manages_only_his_scope(core: Core) -> None:
+    admin, boss = await scoped_boss(core)
     made = await boss.request("accounts.add", {"username": "a2", "password": "agent-pass-2", "scope": "praha"})
     assert made["scope"] == "praha"
     with pytest.raises(RequestError) as e:
@@ -258,12 +263,7 @@ async def test_directed_messages_reach_only_their_addressees(core: Core) -> None
 
 
 async def test_scoped_admin_cannot_mint_admins(core: Core) -> None:
-    admin = await core.connected()
-    pool = core.app.db.pool  # type: ignore[union-attr]
-    await pool.execute("INSERT INTO cc.scopes(scope, description) VALUES ('praha', 'Praha')")
-    await admin.request("accounts.add", {"username": "boss", "password": "boss-pass-1", "kind": "supervisor",
-                                         "scope": "praha", "roles": [["admin", "praha"]]})
-    boss = await core.connected("boss", "boss-pass-1")
+    admin, boss = await scoped_boss(core)
     await boss.request("accounts.add", {"username": "a2", "password": "agent-pass-2", "scope": "praha"})
     for req in ({"username": "a2", "role": "admin", "scope": "praha"},
                 {"username": "boss", "role": "admin", "scope": "praha"}):
@@ -290,14 +290,9 @@ async def test_old_password_guesses_are_throttled(core_factory) -> None:
 
 
 async def test_scoped_admin_cannot_touch_a_centre_wide_admin(core: Core) -> None:
-    admin = await core.connected()
-    pool = core.app.db.pool  # type: ignore[union-attr]
-    await pool.execute("INSERT INTO cc.scopes(scope, description) VALUES ('praha', 'Praha')")
-    await admin.request("accounts.add", {"username": "boss", "password": "boss-pass-1", "kind": "supervisor",
-                                         "scope": "praha", "roles": [["admin", "praha"]]})
+    admin, boss = await scoped_boss(core)
     await admin.request("accounts.add", {"username": "chief", "password": "chief-pass-1", "kind": "admin",
                                          "scope": "praha"})  # home scope praha, admin in "*"
-    boss = await core.connected("boss", "boss-pass-1")
     for op, args in (("accounts.enable", {"username": "chief", "enabled": False}),
                      ("accounts.password", {"username": "chief", "password": "taken-over-1"})):
         with pytest.raises(RequestError) as e:
