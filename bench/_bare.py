@@ -37,9 +37,11 @@ class FanoutState:
     """Shared by every connection of one bare fan-out server."""
 
     def __init__(self) -> None:
-        self.subscribers: set[asyncio.Transport] = set()
+        # insertion-ordered (a dict used as a set): writing in subscription order is measurably faster
+        # at 10,000 sockets than a set's hash order
+        self.subscribers: dict[asyncio.Transport, None] = {}
         self.seq = 0
-        self.publish_times: list[float] = []  # seconds spent encoding + writing to all subscribers
+        self.publish_times: list[tuple[float, float]] = []  # (wall, CPU) seconds to encode + write to all
 
 
 class BareServerProtocol(asyncio.Protocol):
@@ -55,7 +57,7 @@ class BareServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.fanout is not None:
-            self.fanout.subscribers.discard(self.t)  # type: ignore[arg-type]
+            self.fanout.subscribers.pop(self.t, None)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -85,16 +87,16 @@ class BareServerProtocol(asyncio.Protocol):
         st = self.fanout
         assert st is not None
         if op == "subscribe":
-            st.subscribers.add(self.t)  # type: ignore[arg-type]
+            st.subscribers[self.t] = None  # type: ignore[index]
             return {"topic": args.get("topic"), "seq": st.seq, "mode": "live"}
         if op == "publish":
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             st.seq += 1
             ev = frame([4, "messages", st.seq, "message",
                         {"from": "bench", "to": "all", "text": args.get("text", ""), "at": round(time.time(), 3)}])
             for t in tuple(st.subscribers):
                 t.write(ev)
-            st.publish_times.append(time.perf_counter() - t0)
+            st.publish_times.append((time.perf_counter() - t0, time.thread_time() - c0))
             return {"seq": st.seq}
         if op == "count":
             return {"subscribers": len(st.subscribers)}

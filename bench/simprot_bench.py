@@ -25,6 +25,7 @@ import asyncio
 import cProfile
 import dataclasses
 import gc
+import hashlib
 import io
 import itertools
 import json
@@ -78,12 +79,15 @@ class Config:
     spacing: tuple[float, float]  # random pause between rounds, seconds
     sub_processes: int
     connect_concurrency: int  # handshakes in progress per subscriber process
+    time_limit: float      # seconds; the run is abandoned (and cleaned up) after this
 
 
-FULL = Config(messages=200_000, warmup=20_000, runs=3, window=1000, in_flight=4, fanout_ns=(1000, 10_000),
-              rounds=20, warmup_rounds=2, spacing=(0.1, 0.2), sub_processes=2, connect_concurrency=64)
-QUICK = Config(messages=40_000, warmup=5_000, runs=3, window=1000, in_flight=4, fanout_ns=(1000, 10_000),
-               rounds=8, warmup_rounds=1, spacing=(0.1, 0.15), sub_processes=2, connect_concurrency=64)
+FULL = Config(messages=200_000, warmup=20_000, runs=3, window=1000, in_flight=8, fanout_ns=(1000, 10_000),
+              rounds=20, warmup_rounds=2, spacing=(0.1, 0.2), sub_processes=2, connect_concurrency=64,
+              time_limit=600)
+QUICK = Config(messages=100_000, warmup=10_000, runs=3, window=1000, in_flight=8, fanout_ns=(1000, 10_000),
+               rounds=8, warmup_rounds=1, spacing=(0.1, 0.15), sub_processes=2, connect_concurrency=64,
+               time_limit=300)
 
 
 def progress(msg: str) -> None:
@@ -104,7 +108,8 @@ def server_main(conn: Any, kind: str, opts: dict) -> None:
 
 async def _serve(kind: str, conn: Any, opts: dict) -> None:
     loop = asyncio.get_running_loop()
-    publish_times: list[float] = []
+    publish_times: list[tuple[float, float]] = []  # (wall, CPU) seconds per publish
+    sweep_times: list[float] = []
     app = srv = None
     if kind == "app":
         from ctiserver.app import App
@@ -121,14 +126,22 @@ async def _serve(kind: str, conn: Any, opts: dict) -> None:
         server = app.server
         publish = server.publish
 
-        def timed_publish(topic: str, event: str, data: Any) -> int:  # server-side cost of one publish
-            t0 = time.perf_counter()
-            seq = publish(topic, event, data)
+        def timed_publish(topic: str, *args: Any, **kw: Any) -> int:  # server-side cost of one publish
+            t0, c0 = time.perf_counter(), time.thread_time()
+            seq = publish(topic, *args, **kw)
             if topic == "messages":
-                publish_times.append(time.perf_counter() - t0)
+                publish_times.append((time.perf_counter() - t0, time.thread_time() - c0))
             return seq
 
         server.publish = timed_publish  # type: ignore[method-assign]
+        sweep = getattr(server, "_sweep", None)  # the once-a-second liveness sweep over all connections
+        if sweep is not None:
+            def timed_sweep() -> None:
+                t0 = time.perf_counter()
+                sweep()
+                sweep_times.append(time.perf_counter() - t0)
+
+            server._sweep = timed_sweep  # type: ignore[method-assign]
         subscribers = lambda: len(server.subscribers.get("messages", ()))  # noqa: E731
         connections = lambda: len(server.connections)  # noqa: E731
     else:
@@ -169,8 +182,9 @@ async def _serve(kind: str, conn: Any, opts: dict) -> None:
         elif what == "counts":
             conn.send(("counts", subscribers(), connections()))
         elif what == "publish_times":
-            conn.send(("publish_times", list(publish_times)))
+            conn.send(("publish_times", list(publish_times), list(sweep_times)))
             publish_times.clear()
+            sweep_times.clear()
         elif what == "gc_watch":  # start timing garbage-collector pauses
             gc_pauses.clear()
             if gc_cb not in gc.callbacks:
@@ -298,7 +312,7 @@ async def throughput_run(call_many: Callable[[list[dict]], Awaitable[list]], tot
         nonlocal bad
         while (k := next(counter)) < nwin:
             base = k * window
-            res = await call_many([{"n": base + j, "pad": PAD} for j in range(window)])
+            res = await asyncio.wait_for(call_many([{"n": base + j, "pad": PAD} for j in range(window)]), 60)
             if len(res) != window:
                 bad += window
                 continue
@@ -408,14 +422,15 @@ async def fanout_phase(kind: str, n: int, server: Child, addr: tuple[str, int], 
     if prof_path:
         (_, text) = await server.ask(("profile_stop", prof_path, 25))
     (_, gc_pauses) = await server.ask(("gc_report",))
-    (_, pub_times) = await server.ask(("publish_times",))
+    (_, pub_times, sweeps) = await server.ask(("publish_times",))
     reports = [await w.ask(("report", list(range(1, total_rounds + 1))), 60) for w in workers]
     misses = sum(rep[3] for rep in reports)
     dups = sum(rep[4] for rep in reports)
     measured = [per_round[r] for r in range(cfg.warmup_rounds + 1, total_rounds + 1) if r in per_round]
     last = [m[2] * 1e3 for m in measured]
     first = [m[1] * 1e3 for m in measured]
-    pub = [t * 1e3 for t in pub_times[cfg.warmup_rounds:]]
+    pub = [t[0] * 1e3 for t in pub_times[cfg.warmup_rounds:]]
+    pub_cpu = [t[1] * 1e3 for t in pub_times[cfg.warmup_rounds:]]
     for w in workers:
         w.conn.send(("close",))
     for w in workers:
@@ -442,13 +457,68 @@ async def fanout_phase(kind: str, n: int, server: Child, addr: tuple[str, int], 
         "first_ms_median": r3(statistics.median(first)) if first else None,
         "server_publish_ms_median": r3(statistics.median(pub)) if pub else None,
         "server_publish_ms_max": r3(max(pub)) if pub else None,
+        "server_publish_cpu_ms_median": r3(statistics.median(pub_cpu)) if pub_cpu else None,
+        "server_sweeps": len(sweeps),
+        "server_sweep_ms_max": r3(max(sweeps) * 1e3) if sweeps else None,
         "server_gc_pauses": len(gc_pauses),
         "server_gc_ms_max": r3(max(gc_pauses) * 1e3) if gc_pauses else 0.0,
     }
     progress(f"  last subscriber: median {res['last_ms_median']} ms, p90 {res['last_ms_p90']} ms, "
              f"max {res['last_ms_max']} ms; first median {res['first_ms_median']} ms; "
-             f"server publish loop median {res['server_publish_ms_median']} ms; misses {res['misses']}")
+             f"server publish loop median {res['server_publish_ms_median']} ms "
+             f"(CPU {res['server_publish_cpu_ms_median']} ms); misses {res['misses']}")
     return res
+
+
+# ==== load from other processes (the machine may be shared) =======================================
+
+class LoadMonitor:
+    """CPU used by processes outside this benchmark while a phase ran: system busy time (/proc/stat)
+    minus the CPU time of the bench's own processes (this one, its children, our PostgreSQL)."""
+
+    def __init__(self, pg_dir: Path) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.pg_dir = str(pg_dir)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _system_busy(self) -> float:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / self.tick
+
+    def _ours(self) -> float:
+        ps = self.psutil
+        procs = {os.getpid(): ps.Process()}
+        for p in ps.Process().children(recursive=True):
+            procs[p.pid] = p
+        for p in ps.process_iter(["cmdline"]):
+            if self.pg_dir in " ".join(p.info["cmdline"] or ()):
+                procs[p.pid] = p
+                for c in p.children(recursive=True):
+                    procs[c.pid] = c
+        total = 0.0
+        for p in procs.values():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except (ps.NoSuchProcess, ps.AccessDenied):
+                pass
+        return total
+
+    def start(self) -> tuple[float, float, float]:
+        return time.monotonic(), self._system_busy(), self._ours()
+
+    def stop(self, t0: tuple[float, float, float]) -> dict:
+        wall = time.monotonic() - t0[0]
+        busy = self._system_busy() - t0[1]
+        ours = self._ours() - t0[2]
+        foreign = max(0.0, busy - ours)
+        cap = wall * (os.cpu_count() or 1)
+        return {"wall_s": round(wall, 1), "bench_cpu_s": round(ours, 1), "other_cpu_s": round(foreign, 1),
+                "other_cpu_pct_of_machine": round(100 * foreign / cap, 1) if cap else 0.0}
 
 
 # ==== embedded PostgreSQL ========================================================================
@@ -515,8 +585,22 @@ def machine_info() -> dict:
     }
 
 
-async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], prof_dir: Path | None) -> dict:
+def code_fingerprint() -> dict:
+    """Which code was measured (the sources change; the repository is not asked, only read)."""
+    files = sorted([*ROOT.glob("simprot/*.py"), *ROOT.glob("ctiserver/*.py")])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    newest = max(f.stat().st_mtime for f in files)
+    return {"sha256_of_simprot_and_ctiserver": h.hexdigest()[:16],
+            "newest_source_change": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(newest))}
+
+
+async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], prof_dir: Path | None,
+                pg_dir: Path) -> dict:
     t_start = time.monotonic()
+    code = code_fingerprint()
     dsn = await prepare_database(admin_uri)
     progress("starting servers (App on embedded PostgreSQL, bare echo, bare fan-out) and subscriber processes")
     app = Child("app", server_main, ("app", {"dsn": dsn}), registry)
@@ -540,8 +624,8 @@ async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], p
     await real_echo.connect()
     bare_echo = await BareClient.connect(*echo_addr)
     bare_app = await BareClient.connect(*app_addr)
-    await bare_app.call("hello", {"versions": [1], "client": "bare-bench"})
-    await bare_app.call("login", {"token": token})
+    await asyncio.wait_for(bare_app.call("hello", {"versions": [1], "client": "bare-bench"}), 30)
+    await asyncio.wait_for(bare_app.call("login", {"token": token}), 30)
 
     pairs = [
         Pair("a", "SimProtClient.request_many -> ctiserver App (real SimProt server)", app,
@@ -554,6 +638,9 @@ async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], p
              lambda args: bare_app.call_many("echo", args)),
     ]
     sample = [1, 1000, "echo", {"n": 1000, "pad": PAD}]
+    monitor = LoadMonitor(pg_dir)
+    load: dict[str, dict] = {}
+    mark = monitor.start()
     progress(f"throughput: {cfg.runs} runs x {cfg.messages:,} echo requests per configuration, windows of "
              f"{cfg.window} per write, {cfg.in_flight} windows in flight; warm-up {cfg.warmup:,}")
     for pair in pairs:
@@ -576,6 +663,7 @@ async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], p
             cp.dump_stats(base + "_client.pstats")
             Path(base + "_client.txt").write_text(profile_text(cp, 30))
             profiles[pair.key] = base
+    load["throughput"] = monitor.stop(mark)
     summaries = {p.key: p.summary(cfg.messages) for p in pairs}
     a, b = summaries["a"], summaries["b"]
     await real_echo.close()
@@ -584,21 +672,23 @@ async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], p
 
     # ---- fan-out ------------------------------------------------------------------------------------
     fan_pub = await BareClient.connect(*fan_addr)
-    await fan_pub.call("hello", {"versions": [1], "client": "bare-publisher"})
+    await asyncio.wait_for(fan_pub.call("hello", {"versions": [1], "client": "bare-publisher"}), 30)
 
     async def publish_app(text: str) -> Any:
         return await real_app.request("messages.send", {"text": text})
 
     async def publish_bare(text: str) -> Any:
-        return await fan_pub.call("publish", {"text": text})
+        return await asyncio.wait_for(fan_pub.call("publish", {"text": text}), 30)
 
     c_res: dict[str, dict] = {}
     d_res: dict[str, dict] = {}
+    mark = monitor.start()
     for n in cfg.fanout_ns:
         pc = str(prof_dir / f"fanout_c_{n}") if prof_dir else None
         pd = str(prof_dir / f"fanout_d_{n}") if prof_dir else None
         c_res[str(n)] = await fanout_phase("c: ctiserver App", n, app, app_addr, token, workers, publish_app, cfg, pc)
         d_res[str(n)] = await fanout_phase("d: bare uvloop", n, fan, fan_addr, token, workers, publish_bare, cfg, pd)
+    load["fanout"] = monitor.stop(mark)
     fan_pub.close()
     await real_app.close()
     progress("stopping")
@@ -615,6 +705,7 @@ async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], p
         "bench": "simprot",
         "mode": mode,
         "machine": machine_info(),
+        "code": code,
         "config": {
             "messages_per_run": cfg.messages, "warmup_messages": cfg.warmup, "runs": cfg.runs,
             "window_requests_per_write": cfg.window, "windows_in_flight": cfg.in_flight,
@@ -641,8 +732,14 @@ async def amain(cfg: Config, mode: str, admin_uri: str, registry: list[Child], p
             "fanout_10000_median": met(c_res, 10_000, "last_ms_median", GOALS["fanout_10000_last_ms_max"]),
             "fanout_10000_p90": met(c_res, 10_000, "last_ms_p90", GOALS["fanout_10000_last_ms_max"]),
         },
+        "other_load": load,
         "elapsed_s": round(time.monotonic() - t_start, 1),
     }
+    disturbed = [k for k, v in load.items() if v["other_cpu_pct_of_machine"] > 5]
+    if disturbed:
+        result["warning"] = (f"other processes used more than 5% of the machine during {', '.join(disturbed)}: "
+                             "those numbers are disturbed; run again on a quiet machine")
+        progress("WARNING: " + result["warning"])
     if prof_dir is not None:
         result["profiled"] = True
         result["profile_dir"] = str(prof_dir)
@@ -654,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer messages and rounds (< 40 s)")
     p.add_argument("--profile", metavar="DIR", help="also cProfile the servers and the client; write reports to DIR")
     p.add_argument("--window", type=int, help="requests per write (default 1000)")
-    p.add_argument("--in-flight", type=int, help="windows in flight (default 4)")
+    p.add_argument("--in-flight", type=int, help="windows in flight (default 8)")
     p.add_argument("--fanout", help="comma-separated subscriber counts (default 1000,10000)")
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -662,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, window=args.window)
     if args.in_flight:
         cfg = dataclasses.replace(cfg, in_flight=args.in_flight)
-    if args.fanout:
+    if args.fanout is not None:
         cfg = dataclasses.replace(cfg, fanout_ns=tuple(int(x) for x in args.fanout.split(",") if x))
     prof_dir = Path(args.profile).resolve() if args.profile else None
     if prof_dir is not None:
@@ -670,6 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()
 
     def on_term(signum: int, frame: Any) -> None:
+        progress(f"signal {signum}: stopping, cleaning up")
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -684,7 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         progress(f"starting embedded PostgreSQL in {tmp}")
         pg = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
-        result = uvloop.run(amain(cfg, "quick" if args.quick else "full", pg.get_uri(), registry, prof_dir))
+        run = amain(cfg, "quick" if args.quick else "full", pg.get_uri(), registry, prof_dir, tmp / "pgdata")
+        result = uvloop.run(asyncio.wait_for(run, cfg.time_limit))  # a hard bound on the whole run
         print(json.dumps(result, indent=2))
         return 0
     finally:

@@ -29,6 +29,37 @@ log = logging.getLogger("simprot.client")
 _TRY_NEXT = frozenset({ErrorCode.TOO_MANY_CONNECTIONS, ErrorCode.SERVER_SHUTTING_DOWN,
                        ErrorCode.HANDSHAKE_TIMEOUT, ErrorCode.HEARTBEAT_TIMEOUT})
 
+_K_REQUEST, _K_RESULT, _K_ERROR, _K_EVENT = int(Kind.REQUEST), int(Kind.RESULT), int(Kind.ERROR), int(Kind.EVENT)
+_MAX_ID = 2**32 - 1
+
+
+class _Batch:
+    """The answers of one request_many: one future for the whole window instead of one per request
+    plus asyncio.gather (whose per-future done-callback is Python code run through the event loop)."""
+
+    __slots__ = ("first", "results", "left", "fut")
+
+    def __init__(self, first: int, count: int, fut: asyncio.Future) -> None:
+        self.first = first
+        self.results: list[Any] = [None] * count
+        self.left = count
+        self.fut = fut
+
+    def put(self, rid: int, value: Any) -> None:
+        self.results[rid - self.first] = value
+        self.left -= 1
+        if not self.left and not self.fut.done():
+            self.fut.set_result(self.results)
+
+    # what the generic paths (connection lost, id-0 error) call on every pending entry
+    def done(self) -> bool:
+        return self.fut.done()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
+
+
 EventHandler = Callable[[str, int, str, Any], None]       # (topic, seq, name, data)
 SnapshotHandler = Callable[[str, Any], None]               # (topic, snapshot)
 
@@ -112,7 +143,7 @@ class SimProtClient:
         self.last_rx = self.last_tx = 0.0
         self._proto: _Protocol | None = None
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future | _Batch] = {}  # request id -> its future, or its window
         self._subs: dict[str, _Subscription] = {}
         self._sub_requests: dict[int, _Subscription] = {}
         self._closing = False
@@ -276,6 +307,14 @@ class SimProtClient:
         proto.transport.write(data)
         self.last_tx = asyncio.get_running_loop().time()
 
+    def _reserve_ids(self, count: int) -> int:
+        """``count`` consecutive request ids, never wrapping inside the block; returns the first."""
+        first = next(self._ids)
+        if first + count - 1 > _MAX_ID:
+            first = 1
+        self._ids = itertools.count(first + count)
+        return first
+
     def _next_id(self) -> int:
         rid = next(self._ids)
         if rid >= 2**32:
@@ -308,21 +347,21 @@ class SimProtClient:
         loop = asyncio.get_running_loop()
         if not self.connected.is_set():
             await asyncio.wait_for(self.connected.wait(), timeout or self.request_timeout)
-        ids, frames = [], []
-        for a in args:
-            rid = self._next_id()
-            ids.append(rid)
-            frames.append(encode_frame([Kind.REQUEST, rid, op, a]))
-        futs = [loop.create_future() for _ in ids]
-        self._pending.update(zip(ids, futs, strict=True))
+        args = list(args)
+        if not args:
+            return []
+        first = self._reserve_ids(len(args))
+        data = b"".join([encode_frame([_K_REQUEST, rid, op, a]) for rid, a in enumerate(args, first)])
+        batch = _Batch(first, len(args), loop.create_future())
+        ids = range(first, first + len(args))
+        self._pending.update(dict.fromkeys(ids, batch))
         try:
-            self._write(b"".join(frames))
-            done = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True),
-                                          timeout or self.request_timeout)
+            self._write(data)
+            return await asyncio.wait_for(batch.fut, timeout or self.request_timeout)
         finally:
-            for rid in ids:
-                self._pending.pop(rid, None)
-        return list(done)
+            if batch.left:
+                for rid in ids:
+                    self._pending.pop(rid, None)
 
     # ---- subscriptions ----------------------------------------------------------------------
     async def subscribe(self, topic: str, on_event: EventHandler,
@@ -369,20 +408,23 @@ class SimProtClient:
         if type(msg) is not list or not msg:
             raise RemoteProtocolError("a message must be a non-empty array")
         kind = msg[0]
-        if kind == Kind.RESULT and len(msg) == 3:
+        if kind == _K_RESULT and len(msg) == 3:
             fut = self._pending.get(msg[1])
-            if fut is not None and not fut.done():
+            if isinstance(fut, _Batch):
+                del self._pending[msg[1]]
+                fut.put(msg[1], msg[2])
+            elif fut is not None and not fut.done():
                 sub = self._sub_requests.pop(msg[1], None)
                 if sub is not None:
                     self._apply_subscribe(sub, msg[2])
                 fut.set_result(msg[2])
-        elif kind == Kind.EVENT and len(msg) == 5:
+        elif kind == _K_EVENT and len(msg) == 5:
             _, topic, seq, name, data = msg
             sub = self._subs.get(topic)
             if sub is not None and seq > sub.seq:
                 sub.seq = seq
                 sub.on_event(topic, seq, name, data)
-        elif kind == Kind.ERROR and len(msg) == 5:
+        elif kind == _K_ERROR and len(msg) == 5:
             _, rid, code, message, details = msg
             try:
                 err = RequestError(ErrorCode(code), str(message), details if isinstance(details, dict) else {})
@@ -396,7 +438,10 @@ class SimProtClient:
                         fut.set_exception(err)
             else:
                 fut = self._pending.get(rid)
-                if fut is not None and not fut.done():
+                if isinstance(fut, _Batch):
+                    del self._pending[rid]
+                    fut.put(rid, err)
+                elif fut is not None and not fut.done():
                     fut.set_exception(err)
         elif kind == Kind.PING and len(msg) == 2:
             self._write(encode_frame([Kind.PONG, msg[1]]))

@@ -20,7 +20,7 @@ HEADER_SIZE = HEADER.size
 MAX_DEPTH = 32  # containers nested deeper than this are refused (msgpack's own limit is 1024)
 
 _pack_len = HEADER.pack
-_packb = msgpack.packb
+_packb = msgpack.Packer().pack  # msgpack.packb builds a new Packer per call; encode_frame runs on the loop thread only
 _unpackb = msgpack.unpackb
 
 
@@ -34,7 +34,7 @@ def encode_frame(value: Any) -> bytes:
     return _pack_len(len(body)) + body
 
 
-def decode_body(body: bytes, max_len: int) -> Any:
+def decode_body(body: bytes | bytearray, max_len: int) -> Any:
     """Decode one frame body; every failure becomes :class:`RemoteProtocolError`."""
     try:
         value = _unpackb(
@@ -85,7 +85,7 @@ class FrameDecoder:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
-    def frames(self) -> Iterator[bytes]:
+    def frames(self) -> Iterator[bytearray]:
         """Yield complete frame bodies; raise on an illegal length prefix."""
         buf = self._buf
         pos = self._pos
@@ -103,7 +103,7 @@ class FrameDecoder:
                     break
                 pos = start + length
                 self._pos = pos
-                yield bytes(buf[start:pos])
+                yield buf[start:pos]  # a slice is already a copy; msgpack reads a bytearray as is
         finally:
             self._pos = pos
             if pos:

@@ -21,6 +21,7 @@ from .errors import LocalProtocolError
 
 
 class State(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum.__hash__ is Python code
     AWAIT_HELLO = "await_hello"
     AWAIT_LOGIN = "await_login"
     LOGGING_IN = "logging_in"
@@ -29,6 +30,7 @@ class State(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__
     HELLO = "hello"                # request op "hello"
     LOGIN = "login"                # request op "login"
     LOGIN_OK = "login_ok"          # the credential check succeeded (local)
