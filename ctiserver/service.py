@@ -149,9 +149,6 @@ class CoreService:
             return {"recent": [m for m, aud in self.recent_messages if aud is None or me in aud]}
         return {}  # "admin" is an audit stream: re-read lists with accounts.list / workplaces.list
 
-    def operation(self, name: str) -> Operation | None:
-        return self.ops.get(name)
-
     def closed(self, conn: Connection, reason: str) -> None:
         info = self.sessions.pop(conn.id, None)
         if info is not None:

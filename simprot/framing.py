@@ -69,14 +69,73 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
 
 
 class FrameDecoder:
-    """Incremental frame decoder.  ``feed(data)`` then iterate ``frames()``."""
+    """Incremental frame decoder.  ``feed(data)`` then iterate ``frames()``, or ``decode(data)``."""
 
-    __slots__ = ("max_frame", "_buf", "_pos")
+    __slots__ = ("_max_frame", "_buf", "_pos", "_unpacker", "_fed")
 
     def __init__(self, max_frame: int) -> None:
-        self.max_frame = max_frame
         self._buf = bytearray()
         self._pos = 0
+        self.max_frame = max_frame
+
+    @property
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        self._max_frame = value
+        # one Unpacker per decoder, its limits set once: msgpack.unpackb would parse ten keyword
+        # arguments on every frame
+        self._unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=True, ext_hook=_no_ext, use_list=True, max_buffer_size=value,
+            max_str_len=value, max_bin_len=value, max_array_len=value, max_map_len=value, max_ext_len=0,
+        )
+        self._fed = 0
+
+    def decode(self, data: bytes) -> tuple[list[Any], RemoteProtocolError | None]:
+        """Feed ``data``; return the values of every complete frame, and the error that stopped
+        decoding, if any (the values before it are valid and should still be handled)."""
+        self._buf += data
+        buf = self._buf
+        pos = 0
+        end = len(buf)
+        max_frame = self._max_frame
+        unpacker = self._unpacker
+        values: list[Any] = []
+        append = values.append
+        error: RemoteProtocolError | None = None
+        try:
+            while end - pos >= HEADER_SIZE:
+                (length,) = HEADER.unpack_from(buf, pos)
+                if length > max_frame or length == 0:
+                    raise FrameTooLarge(f"frame length {length} outside 1..{max_frame}",
+                                        details={"max_frame": max_frame})
+                start = pos + HEADER_SIZE
+                if end - start < length:
+                    break
+                pos = start + length
+                unpacker.feed(buf[start:pos])
+                self._fed += length
+                try:
+                    append(unpacker.unpack())
+                except msgpack.OutOfData:
+                    raise RemoteProtocolError("bad msgpack: truncated value") from None
+                if unpacker.tell() != self._fed:
+                    raise RemoteProtocolError("bad msgpack: extra data after the value")
+        except RemoteProtocolError as exc:
+            error = exc
+        except UnicodeDecodeError as exc:
+            error = RemoteProtocolError(f"invalid UTF-8 in string: {exc.reason}")
+        except msgpack.StackError:
+            error = RemoteProtocolError("msgpack nesting too deep")
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            error = RemoteProtocolError(f"bad msgpack: {exc or type(exc).__name__}")
+        if pos:
+            del buf[:pos]
+        if error is not None:
+            buf.clear()  # the stream is unusable after a protocol error
+        return values, error
 
     @property
     def buffered(self) -> int:

@@ -13,12 +13,12 @@ import itertools
 import logging
 import secrets
 import ssl as _ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ErrorCode, RemoteProtocolError, RequestError, SimProtError
-from .framing import FrameDecoder, check_depth, decode_body, encode_frame
+from .framing import HEADER, FrameDecoder, _packb, check_depth, encode_frame
 from .liveness import LivenessPolicy, Verdict
 from .messages import Kind
 from .session import Action, Input, ServerSession, State
@@ -35,6 +35,8 @@ _SPECIAL_OPS = {"hello": Input.HELLO, "login": Input.LOGIN, "logout": Input.LOGO
 # enum members as module globals: on Python 3.11 reading `State.READY` costs ~60 ns, a global ~5 ns
 _READY, _CLOSED, _REQUEST, _DISPATCH = State.READY, State.CLOSED, Input.REQUEST, Action.DISPATCH
 _K_RESULT = int(Kind.RESULT)
+_pack_len = HEADER.pack
+_TOO_LARGE = RequestError(ErrorCode.INTERNAL_ERROR, f"the answer is larger than {MAX_SERVER_FRAME} bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,9 @@ class Backend(Protocol):
 
     def snapshot(self, topic: str, principal: Any) -> Any: ...
 
-    def operation(self, name: str) -> Operation | None: ...
+    @property
+    def ops(self) -> Mapping[str, Operation]:
+        """The operations by name (read on every request: keep it a plain dict)."""
 
     def closed(self, conn: Connection, reason: str) -> None: ...
 
@@ -125,16 +129,50 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.server.loop.time()
-        decoder = self._decoder
-        decoder.feed(data)
+        messages, error = self._decoder.decode(data)
         out: list[bytes] = []
         self._out = out
         self.server._batching = self
         try:
-            for body in decoder.frames():
-                self._on_message(decode_body(body, decoder.max_frame))
-                if self.session.state is _CLOSED:
+            on_message = self._on_message
+            session = self.session
+            ops = self.server.backend.ops
+            inflight = self.inflight
+            granted = self._granted
+            for msg in messages:
+                # Fast path for the common case, a well-formed request for a synchronous operation
+                # on a logged-in session: the same checks as _on_message/_dispatch, fused into this
+                # loop because each Python call costs as much as the whole answer. Anything unusual
+                # (bad shape, special op, unknown op, async op, permission not yet cached, nested
+                # args) falls through to the general path below; a handler error is answered here.
+                if (type(msg) is list and len(msg) == 4 and type(msg[0]) is int and msg[0] == 1
+                        and session.state is _READY):
+                    _, rid, op, args = msg
+                    if (type(rid) is int and 0 < rid <= 0xFFFFFFFF and type(op) is str and type(args) is dict
+                            and rid not in inflight):
+                        operation = ops.get(op)
+                        if (operation is not None and not operation.is_async
+                                and (operation.permission is None or granted.get(operation.permission))):
+                            for k, v in args.items():
+                                if type(k) is not str or type(v) is dict or type(v) is list:
+                                    break
+                            else:
+                                try:
+                                    body = _packb([_K_RESULT, rid, operation.handler(self, args)])
+                                except Exception as exc:  # noqa: BLE001 - reported like _dispatch does
+                                    self._op_failed(rid, op, exc)
+                                    continue
+                                if len(body) <= MAX_SERVER_FRAME:
+                                    out.append(_pack_len(len(body)) + body)
+                                else:
+                                    self._op_failed(rid, op, _TOO_LARGE)
+                                continue
+                on_message(msg)
+                if session.state is _CLOSED:
+                    error = None
                     break
+            if error is not None:
+                raise error
         except RemoteProtocolError as exc:
             self._out = None
             self.server._batching = None
@@ -329,7 +367,7 @@ class Connection(asyncio.Protocol):
                 self.send_error(rid, exc.code, exc.message, exc.details)
             self._flush_replay()
             return
-        operation = srv.backend.operation(op)
+        operation = srv.backend.ops.get(op)
         if operation is None:
             self.send_error(rid, ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
             return
@@ -340,27 +378,25 @@ class Connection(asyncio.Protocol):
             self._start(rid, self._run(rid, operation, args))
             return
         try:
-            frame = encode_frame([_K_RESULT, rid, operation.handler(self, args)])
-            if len(frame) > MAX_SERVER_FRAME + 4:
-                raise RequestError(ErrorCode.INTERNAL_ERROR, f"the answer is larger than {MAX_SERVER_FRAME} bytes")
-        except RequestError as exc:
+            frame = self._result_frame(rid, operation.handler(self, args))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
+            self._op_failed(rid, op, exc)
+            return
+        self.send_frame(frame)
+
+    def _op_failed(self, rid: int, op: str, exc: Exception) -> None:
+        """Answer a failed synchronous operation: its RequestError, or INTERNAL_ERROR for a bug."""
+        if isinstance(exc, RequestError):
             self.send_error(rid, exc.code, exc.message, exc.details)
             return
-        except Exception:
-            log.exception("op.failed", extra={"conn": self.id, "op": op})
-            self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"{op} failed; see server log for conn {self.id}")
-            return
-        out = self._out
-        if out is not None:
-            out.append(frame)
-        else:
-            self._write(frame)
+        log.error("op.failed", exc_info=exc, extra={"conn": self.id, "op": op})
+        self.send_error(rid, ErrorCode.INTERNAL_ERROR, f"{op} failed; see server log for conn {self.id}")
 
     @staticmethod
     def _result_frame(rid: int, result: Any) -> bytes:
         frame = encode_frame([Kind.RESULT, rid, result])
         if len(frame) > MAX_SERVER_FRAME + 4:
-            raise RequestError(ErrorCode.INTERNAL_ERROR, f"the answer is larger than {MAX_SERVER_FRAME} bytes")
+            raise _TOO_LARGE
         return frame
 
     def permitted(self, permission: str) -> bool:

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from simprot.client import SimProtClient
-from simprot.errors import ErrorCode
+from simprot.errors import ErrorCode, RequestError
 from simprot.framing import encode_frame
 from tests.integration.conftest import ADMIN, ADMIN_PW, AGENT, AGENT_PW, Core
 
@@ -250,3 +250,21 @@ async def test_shutdown_tells_clients(core: Core) -> None:
     await core.app.server.close(grace=0.5)  # type: ignore[union-attr]
     msg = await raw.recv()
     assert msg[:3] == [3, 0, ErrorCode.SERVER_SHUTTING_DOWN]
+
+
+async def test_a_failing_operation_runs_once_and_answers_internal_error(core: Core) -> None:
+    from simprot.server import Operation
+
+    calls: list[dict] = []
+
+    def boom(conn, args: dict) -> dict:
+        calls.append(args)
+        raise KeyError("a bug")
+
+    core.app.service.ops["boom"] = Operation("boom", boom, None)  # type: ignore[union-attr]
+    c = await core.connected()
+    with pytest.raises(RequestError) as e:
+        await c.request("boom", {"x": 1})
+    assert e.value.code is ErrorCode.INTERNAL_ERROR and len(calls) == 1
+    assert (await c.request("echo", {"after": True})) == {"after": True}  # the session goes on
+    await c.close()
