@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConnectionClosed, ErrorCode, RemoteProtocolError, RequestError
-from .framing import FrameDecoder, decode_body, encode_frame
+from .framing import FrameDecoder, encode_frame
 from .messages import Kind
 
 log = logging.getLogger("simprot.client")
@@ -94,11 +94,23 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.client.last_rx = asyncio.get_running_loop().time()
-        self.decoder.feed(data)
+        client = self.client
+        client.last_rx = asyncio.get_running_loop().time()
+        messages, error = self.decoder.decode(data)
+        pending = client._pending
+        on_message = client._on_message
         try:
-            for body in self.decoder.frames():
-                self.client._on_message(self, decode_body(body, self.decoder.max_frame))
+            for msg in messages:
+                # fast path: an answer belonging to a request_many window
+                if type(msg) is list and len(msg) == 3 and msg[0] == _K_RESULT:
+                    batch = pending.get(msg[1])
+                    if type(batch) is _Batch:
+                        del pending[msg[1]]
+                        batch.put(msg[1], msg[2])
+                        continue
+                on_message(self, msg)
+            if error is not None:
+                raise error
         except RemoteProtocolError as exc:
             log.warning("client.protocol_error", extra={"reason": str(exc)})
             if self.transport is not None:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simprot.errors import RemoteProtocolError
-from simprot.framing import FrameDecoder, decode_body, encode_frame
+from simprot.framing import FrameDecoder, encode_frame
 from simprot.messages import from_wire
 
 MAX = 4096
@@ -17,15 +17,18 @@ MAX = 4096
 def _drive(chunks: list[bytes]) -> int:
     dec = FrameDecoder(MAX)
     n = 0
-    try:
-        for chunk in chunks:
-            dec.feed(chunk)
-            for body in dec.frames():
-                from_wire(decode_body(body, MAX))
+    for chunk in chunks:
+        values, error = dec.decode(chunk)  # must not raise: errors are returned
+        assert error is None or isinstance(error, RemoteProtocolError)
+        assert dec.buffered <= MAX + 4  # never more than one incomplete frame
+        try:
+            for v in values:
+                from_wire(v)
                 n += 1
-            assert dec.buffered <= MAX + 4  # never more than one incomplete frame
-    except RemoteProtocolError:
-        pass
+        except RemoteProtocolError:
+            return n
+        if error is not None:
+            return n
     return n
 
 

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from simprot.errors import ErrorCode, FrameTooLarge, LocalProtocolError, RemoteProtocolError
-from simprot.framing import FrameDecoder, check_depth, decode_body, encode_frame
+from simprot.framing import FrameDecoder, check_depth, encode_frame
 from simprot.liveness import LivenessPolicy, Verdict
 from simprot.messages import Error, Event, Kind, Ping, Pong, Request, Result, from_wire
 from simprot.session import TABLE, Action, Input, ServerSession, State, render_table
@@ -33,30 +33,32 @@ def test_round_trip_through_frames(msg) -> None:
     assert struct.unpack(">I", frame[:4])[0] == len(frame) - 4
     dec = FrameDecoder(1 << 20)
     # feed one byte at a time: frames must survive any segmentation
-    bodies = []
+    values = []
     for i in range(len(frame)):
-        dec.feed(frame[i:i + 1])
-        bodies.extend(dec.frames())
-    assert len(bodies) == 1 and dec.buffered == 0
-    assert from_wire(decode_body(bodies[0], 1 << 20)) == msg
+        got, error = dec.decode(frame[i:i + 1])
+        assert error is None
+        values.extend(got)
+    assert len(values) == 1 and dec.buffered == 0
+    assert from_wire(values[0]) == msg
 
 
 def test_many_frames_in_one_read() -> None:
     frames = b"".join(encode_frame(Request(i, "echo", {"i": i}).to_wire()) for i in range(1, 101))
     dec = FrameDecoder(1024)
-    dec.feed(frames + encode_frame([5, 1])[:3])
-    got = [from_wire(decode_body(b, 1024)) for b in dec.frames()]
-    assert [m.id for m in got] == list(range(1, 101))
+    values, error = dec.decode(frames + encode_frame([5, 1])[:3])
+    assert error is None
+    assert [from_wire(v).id for v in values] == list(range(1, 101))
     assert dec.buffered == 3
+    values, error = dec.decode(encode_frame([5, 1])[3:] + encode_frame([6, 2]))
+    assert values == [[5, 1], [6, 2]] and error is None and dec.buffered == 0
 
 
 @pytest.mark.parametrize("prefix", [struct.pack(">I", 0), struct.pack(">I", 1025), b"\xff\xff\xff\xff"])
 def test_illegal_length_is_refused_before_the_body(prefix: bytes) -> None:
     dec = FrameDecoder(1024)
-    dec.feed(prefix)
-    with pytest.raises(FrameTooLarge) as e:
-        list(dec.frames())
-    assert e.value.code is ErrorCode.FRAME_TOO_LARGE
+    values, error = dec.decode(encode_frame([5, 1]) + prefix)
+    assert values == [[5, 1]]  # what came before the bad prefix is still delivered
+    assert isinstance(error, FrameTooLarge) and error.code is ErrorCode.FRAME_TOO_LARGE
 
 
 @pytest.mark.parametrize("body", [
@@ -69,8 +71,8 @@ def test_illegal_length_is_refused_before_the_body(prefix: bytes) -> None:
     b"\x91" * 2000 + b"\x01",     # nesting beyond msgpack's own stack
 ])
 def test_bad_msgpack_is_a_remote_protocol_error(body: bytes) -> None:
-    with pytest.raises(RemoteProtocolError):
-        decode_body(body, 1 << 20)
+    values, error = FrameDecoder(1 << 20).decode(struct.pack(">I", len(body)) + body)
+    assert values == [] and isinstance(error, RemoteProtocolError)
 
 
 def test_depth_limit() -> None:
