@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConnectionClosed, ErrorCode, RemoteProtocolError, RequestError
-from .framing import FrameDecoder, encode_frame
+from .framing import HEADER, FrameDecoder, _packb, encode_frame
 from .messages import Kind
 
 log = logging.getLogger("simprot.client")
@@ -31,6 +31,7 @@ _TRY_NEXT = frozenset({ErrorCode.TOO_MANY_CONNECTIONS, ErrorCode.SERVER_SHUTTING
 
 _K_REQUEST, _K_RESULT, _K_ERROR, _K_EVENT = int(Kind.REQUEST), int(Kind.RESULT), int(Kind.ERROR), int(Kind.EVENT)
 _MAX_ID = 2**32 - 1
+_pack_len = HEADER.pack
 
 
 class _Batch:
@@ -103,11 +104,16 @@ class _Protocol(asyncio.Protocol):
             for msg in messages:
                 # fast path: an answer belonging to a request_many window
                 if type(msg) is list and len(msg) == 3 and msg[0] == _K_RESULT:
-                    batch = pending.get(msg[1])
-                    if type(batch) is _Batch:
-                        del pending[msg[1]]
-                        batch.put(msg[1], msg[2])
+                    rid = msg[1]
+                    batch = pending.pop(rid, None)
+                    if type(batch) is _Batch:  # _Batch.put, inlined
+                        batch.results[rid - batch.first] = msg[2]
+                        batch.left -= 1
+                        if not batch.left and not batch.fut.done():
+                            batch.fut.set_result(batch.results)
                         continue
+                    if batch is not None:
+                        pending[rid] = batch  # a single request's future: the general path answers it
                 on_message(self, msg)
             if error is not None:
                 raise error
@@ -363,7 +369,13 @@ class SimProtClient:
         if not args:
             return []
         first = self._reserve_ids(len(args))
-        data = b"".join([encode_frame([_K_REQUEST, rid, op, a]) for rid, a in enumerate(args, first)])
+        parts: list[bytes] = []
+        add = parts.append
+        for rid, a in enumerate(args, first):  # encode_frame, inlined: this loop is the client's hot path
+            body = _packb([_K_REQUEST, rid, op, a])
+            add(_pack_len(len(body)))
+            add(body)
+        data = b"".join(parts)
         batch = _Batch(first, len(args), loop.create_future())
         ids = range(first, first + len(args))
         self._pending.update(dict.fromkeys(ids, batch))

@@ -36,6 +36,9 @@ _SPECIAL_OPS = {"hello": Input.HELLO, "login": Input.LOGIN, "logout": Input.LOGO
 _READY, _CLOSED, _REQUEST, _DISPATCH = State.READY, State.CLOSED, Input.REQUEST, Action.DISPATCH
 _K_RESULT = int(Kind.RESULT)
 _pack_len = HEADER.pack
+_PING = encode_frame([Kind.PING, 0])
+_SWEEP_SLICES = 10     # a liveness pass over all connections is spread over this many timer calls
+_SWEEP_MIN_SLICE = 64  # ... each checking at least this many (small servers: one call does all)
 _TOO_LARGE = RequestError(ErrorCode.INTERNAL_ERROR, f"the answer is larger than {MAX_SERVER_FRAME} bytes")
 
 
@@ -524,13 +527,14 @@ class SimProtServer:
         self._sweep_every = min(1.0, limits.heartbeat_interval / 2, limits.handshake_timeout / 2)
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_queue: list[Connection] = []  # the rest of the current liveness pass
 
     async def listen(self, host: str, port: int, ssl: _ssl.SSLContext | None = None) -> tuple[str, int]:
         srv = await self.loop.create_server(lambda: Connection(self), host, port, ssl=ssl,
                                             backlog=4096, reuse_address=True)
         self._servers.append(srv)
         if self._sweeper is None:
-            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+            self._sweeper = self.loop.call_later(self._sweep_every / _SWEEP_SLICES, self._sweep)
         sock = srv.sockets[0].getsockname()
         return sock[0], sock[1]
 
@@ -571,10 +575,21 @@ class SimProtServer:
         return t.seq
 
     def _sweep(self) -> None:
+        """Check one slice of the connections; a full pass takes ``_sweep_every`` seconds.
+
+        Slicing keeps each pause of the loop short (at 10,000 connections a single pass took about
+        10 ms, delaying any event published meanwhile); a deadline still fires at most one pass late.
+        """
+        if not self._sweep_queue:
+            self._sweep_queue = list(self.connections.values())
+            self._sweep_queue.reverse()  # pop() from the end walks them in connection order
+        queue = self._sweep_queue
         now = self.loop.time()
         check = self.liveness.check
-        ping = encode_frame([Kind.PING, 0])
-        for conn in tuple(self.connections.values()):
+        for _ in range(min(len(queue), max(_SWEEP_MIN_SLICE, len(self.connections) // _SWEEP_SLICES + 1))):
+            conn = queue.pop()
+            if conn.transport is None or conn.transport.is_closing():
+                continue
             verdict = check(now, conn.opened, conn.last_rx, conn.last_tx, conn.session.authenticated)
             if verdict is Verdict.OK:
                 continue
@@ -583,13 +598,13 @@ class SimProtServer:
                 if now - sent < self.limits.heartbeat_interval:  # a broadcast went out: that was traffic
                     conn.last_tx = sent
                     continue
-                conn._write(ping)
+                conn._write(_PING)
             elif verdict is Verdict.HANDSHAKE_TIMEOUT:
                 conn.close(ErrorCode.HANDSHAKE_TIMEOUT, "hello and login not completed in time", timeout=True)
             else:
                 conn.close(ErrorCode.HEARTBEAT_TIMEOUT, "nothing received within the heartbeat timeout",
                            timeout=True)
-        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+        self._sweeper = self.loop.call_later(self._sweep_every / _SWEEP_SLICES, self._sweep)
 
     async def close(self, grace: float = 2.0) -> None:
         """Stop listening, tell every client we are going, wait briefly for the data to flush."""
