@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import logging
+import os
 import re
 import subprocess
 import threading
@@ -248,3 +249,38 @@ class Database:
         except TimeoutError:
             _log.warning("database pool did not close within %.1f s; terminating it", timeout)
             self.pool.terminate()
+
+
+def remove_abandoned_clusters(prefix: str, parent: Path | None = None, min_age: float = 60.0) -> int:
+    """Stop and delete throwaway embedded clusters (folders ``<parent>/<prefix>*/pgdata``) whose
+    processes were all killed before they could clean up (SIGKILL, SIGPIPE). A cluster counts as
+    abandoned only when every process pgserver recorded as attached is gone and its list is older
+    than ``min_age`` seconds (a session starting right now is left alone). Used by the test suite
+    and the benchmarks for their temporary clusters; returns how many were removed."""
+    import json
+    import shutil
+    import tempfile
+    import time
+
+    import psutil
+
+    pgserver = import_pgserver()
+    user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as that user under root
+    removed = 0
+    for pgdata in Path(parent or tempfile.gettempdir()).glob(f"{prefix}*/pgdata"):
+        pids_file = pgdata / ".handle_pids.json"
+        try:
+            pids = json.loads(pids_file.read_text())
+            age = time.time() - pids_file.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if age < min_age or any(psutil.pid_exists(pid) for pid in pids):
+            continue
+        if (pgdata / "postmaster.pid").exists():
+            try:
+                pgserver.pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=pgdata, user=user)
+            except (OSError, subprocess.SubprocessError):
+                continue  # leave what we cannot stop
+        shutil.rmtree(pgdata.parent, ignore_errors=True)
+        removed += 1
+    return removed

@@ -33,7 +33,7 @@ import asyncpg
 import psutil  # a dependency of pgserver
 import pytest
 
-from ctiserver.db import Database, import_pgserver
+from ctiserver.db import Database, import_pgserver, remove_abandoned_clusters
 
 _PREFIX = "cc-pgtest-"
 _FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -80,29 +80,6 @@ async def _prepare_server(admin_dsn: str, *, fast: bool) -> str:
     return await fresh_dsn(admin_dsn)
 
 
-def _sweep_stale_clusters(pgserver: Any) -> None:
-    """Stop and remove test clusters left behind by sessions that were killed (SIGKILL, SIGPIPE)
-    before their finalizers ran. A cluster is stale only when every process pgserver recorded as
-    attached is gone; one whose list is missing or was written in the last minute may belong to
-    a session that is starting right now, and is left alone."""
-    user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as that user under root
-    for pgdata in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*/pgdata"):
-        pids_file = pgdata / ".handle_pids.json"
-        try:
-            pids = json.loads(pids_file.read_text())
-            age = time.time() - pids_file.stat().st_mtime
-        except (OSError, ValueError):
-            continue
-        if age < 60 or any(psutil.pid_exists(pid) for pid in pids):
-            continue
-        if (pgdata / "postmaster.pid").exists():
-            try:
-                pgserver.pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=pgdata, user=user)
-            except (OSError, subprocess.SubprocessError):
-                continue  # leave what we cannot stop
-        shutil.rmtree(pgdata.parent, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def _pg_admin_dsn() -> Iterator[tuple[str, bool]]:
     """(DSN of a maintenance database, whether the server is our own throwaway embedded one)."""
@@ -111,7 +88,7 @@ def _pg_admin_dsn() -> Iterator[tuple[str, bool]]:
         yield external, False
         return
     pgserver = import_pgserver()
-    _sweep_stale_clusters(pgserver)
+    remove_abandoned_clusters(_PREFIX)
     folder = Path(tempfile.mkdtemp(prefix=_PREFIX)) / "pgdata"
     # "delete": stop the server and remove its folder when the session ends.
     server = pgserver.get_server(folder, cleanup_mode="delete")
