@@ -17,20 +17,15 @@ so a test usually gets its database in a few ms instead of ~100.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import psutil  # a dependency of pgserver
 import pytest
 
 from ctiserver.db import Database, import_pgserver, remove_abandoned_clusters
