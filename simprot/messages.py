@@ -14,6 +14,10 @@ kind     array                                   sent by
 =======  ======================================  =================
 
 The classes below are validated where they are built, so a message that exists is a legal one.
+They are the typed model of the protocol for tools, tests and clients that want it; the server's
+and the reference client's hot paths check the same rules inline on the decoded lists instead of
+building an object per message (see ``Connection.data_received``), and the tests hold both to the
+same table of malformed messages.
 """
 
 from __future__ import annotations
