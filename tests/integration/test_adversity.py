@@ -13,6 +13,7 @@ from simprot.client import SimProtClient
 from simprot.errors import ErrorCode, RequestError
 from simprot.framing import encode_frame
 from tests.integration.conftest import ADMIN, ADMIN_PW, AGENT, AGENT_PW, Core
+from tests.malformed import MALFORMED
 
 DEEP: list = [1]
 for _ in range(40):
@@ -268,3 +269,11 @@ async def test_a_failing_operation_runs_once_and_answers_internal_error(core: Co
     assert e.value.code is ErrorCode.INTERNAL_ERROR and len(calls) == 1
     assert (await c.request("echo", {"after": True})) == {"after": True}  # the session goes on
     await c.close()
+
+
+@pytest.mark.parametrize("wire", MALFORMED)
+async def test_malformed_messages_after_login(core: Core, wire: list) -> None:
+    raw = await Raw.open(core)
+    await raw.login()
+    raw.send(wire)
+    await expect_fatal(raw, ErrorCode.PROTOCOL_ERROR)
