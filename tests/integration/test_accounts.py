@@ -26,7 +26,7 @@ async def test_create_defaults_to_role_of_its_kind(store):
     )
     assert account.enabled
     assert account.roles == (("agent", "*"),)
-    assert account.permissions == {("status.read", "*"), ("events.watch", "*")}
+    assert account.permissions == {("status.read", "*"), ("events.watch", "*"), ("acd.agent", "*")}
     assert account.allows("status.read") and account.allows("events.watch", "team-a")
     assert not account.allows("accounts.manage")
     assert await store.get("alice") == account
@@ -52,6 +52,7 @@ async def test_admin_holds_every_permission(store):
     assert {p for p, _ in admin.permissions} == {
         "status.read", "events.watch", "accounts.read", "accounts.manage",
         "messages.send", "workplaces.read", "workplaces.manage", "sessions.read",
+        "acd.agent", "acd.supervise", "acd.configure", "contacts.enqueue",
     }
 
 
