@@ -1,0 +1,174 @@
+"""Batched writes of ACD state and history to the database, off the routing path.
+
+The engine decides in microseconds; a database round trip takes a millisecond. So the service hands
+every change to a :class:`HistoryWriter`, which writes them in one transaction every
+``flush_interval`` seconds (or sooner when many are waiting):
+
+- history rows are written once, when they are complete (an agent's state interval when it ends,
+  a contact when it leaves the system, an offer when it is answered, missed or cancelled): plain
+  inserts, so their order does not matter;
+- live state (agent sessions, contacts still in the system: what another node needs to resume) is
+  coalesced per key: only the newest row of each agent and contact is written, or its deletion.
+
+Nothing is dropped: if the database is unreachable the rows stay queued and the next flush retries;
+past ``max_pending`` rows the writer logs an error on every flush (the operator must act), but still
+keeps them. ``close()`` flushes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger("ctiserver.history")
+
+_AGENT_INTERVAL = """INSERT INTO cc.agent_state_history (account_id, state, reason, cause, started_at, ended_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)"""
+_OFFER = """INSERT INTO cc.offer_history (contact, account_id, offered_at, ended_at, outcome)
+            VALUES ($1, $2, $3, $4, $5)"""
+_CONTACT = """INSERT INTO cc.contact_history (contact, project, channel, priority, enqueued_at, first_offer_at,
+                                              answered_at, ended_at, outcome, agent, data)
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+              ON CONFLICT (contact) DO UPDATE SET ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome"""
+_SESSION_UPSERT = """INSERT INTO cc.agent_sessions (account_id, workplace, state, reason, since, node)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (account_id) DO UPDATE SET workplace = EXCLUDED.workplace, state = EXCLUDED.state,
+                         reason = EXCLUDED.reason, since = EXCLUDED.since, node = EXCLUDED.node"""
+_SESSION_DELETE = "DELETE FROM cc.agent_sessions WHERE account_id = $1"
+_LIVE_UPSERT = """INSERT INTO cc.contacts_live (contact, project, channel, priority, enqueued_at, state, agent,
+                                                preferred_agent, data, owner)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                  ON CONFLICT (contact) DO UPDATE SET project = EXCLUDED.project, state = EXCLUDED.state,
+                      agent = EXCLUDED.agent, priority = EXCLUDED.priority"""
+_LIVE_DELETE = "DELETE FROM cc.contacts_live WHERE contact = $1"
+
+
+def ts(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
+class HistoryWriter:
+    def __init__(self, pool: asyncpg.Pool, *, flush_interval: float = 0.25, max_pending: int = 1_000_000) -> None:
+        self.pool = pool
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self._intervals: list[tuple] = []
+        self._offers: list[tuple] = []
+        self._contacts: list[tuple] = []
+        self._sessions: dict[int, tuple | None] = {}   # account -> newest session row, None = delete
+        self._live: dict[str, tuple | None] = {}       # contact -> newest live row, None = delete
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.written = 0
+        self.failures = 0
+
+    # ---- what the service records ---------------------------------------------------------------
+    def agent_interval(self, account_id: int, state: str, reason: str, cause: str,
+                       started: float, ended: float) -> None:
+        self._intervals.append((account_id, state, reason, cause, ts(started), ts(ended)))
+        self._nudge()
+
+    def offer(self, contact: str, account_id: int, offered: float, ended: float, outcome: str) -> None:
+        self._offers.append((contact, account_id, ts(offered), ts(ended), outcome))
+        self._nudge()
+
+    def contact(self, c: Mapping[str, Any]) -> None:
+        """A contact that left the system (answered and ended, abandoned, overflowed out, cancelled)."""
+        self._contacts.append((c["contact"], c["project"], c["channel"], c["priority"], ts(c["enqueued_at"]),
+                               ts(c.get("first_offer_at")), ts(c.get("answered_at")), ts(c.get("ended_at")),
+                               c.get("outcome"), c.get("agent"), json.dumps(c.get("data") or {})))
+        self._nudge()
+
+    def session(self, account_id: int, row: Mapping[str, Any] | None) -> None:
+        self._sessions[account_id] = None if row is None else (
+            account_id, row.get("workplace"), row["state"], row.get("reason", ""), ts(row["since"]),
+            row.get("node", ""))
+        self._nudge()
+
+    def live_contact(self, contact: str, row: Mapping[str, Any] | None) -> None:
+        self._live[contact] = None if row is None else (
+            contact, row["project"], row["channel"], row["priority"], ts(row["enqueued_at"]), row["state"],
+            row.get("agent"), row.get("preferred_agent"), json.dumps(row.get("data") or {}), row.get("owner", ""))
+        self._nudge()
+
+    @property
+    def pending(self) -> int:
+        return len(self._intervals) + len(self._offers) + len(self._contacts) + len(self._sessions) + len(self._live)
+
+    def _nudge(self) -> None:
+        if self.pending >= 5_000:
+            self._wake.set()
+
+    # ---- the writing task -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        intervals, offers, contacts = self._intervals, self._offers, self._contacts
+        sessions, live = self._sessions, self._live
+        self._intervals, self._offers, self._contacts, self._sessions, self._live = [], [], [], {}, {}
+        groups = [
+            (_AGENT_INTERVAL, intervals), (_OFFER, offers), (_CONTACT, contacts),
+            (_SESSION_UPSERT, [r for r in sessions.values() if r is not None]),
+            (_SESSION_DELETE, [(k,) for k, r in sessions.items() if r is None]),
+            (_LIVE_UPSERT, [r for r in live.values() if r is not None]),
+            (_LIVE_DELETE, [(k,) for k, r in live.items() if r is None]),
+        ]
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for sql, rows in groups:
+                    if rows:
+                        await conn.executemany(sql, rows)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            # a row the database will never take: write the others one by one, report the bad ones
+            log.error("history.bad_rows", extra={"reason": str(exc)[:200]})
+            await self._row_by_row(groups)
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # keep everything for the next attempt, newer live rows winning over the ones we failed to write
+            self.failures += 1
+            self._intervals[:0], self._offers[:0], self._contacts[:0] = intervals, offers, contacts
+            self._sessions = {**sessions, **self._sessions}
+            self._live = {**live, **self._live}
+            level = logging.ERROR if self.pending > self.max_pending else logging.WARNING
+            log.log(level, "history.flush_failed", extra={"pending": self.pending, "reason": str(exc)[:200]})
+            return
+        self.written += len(intervals) + len(offers) + len(contacts) + len(sessions) + len(live)
+
+    async def _row_by_row(self, groups: list[tuple[str, list]]) -> None:
+        async with self.pool.acquire() as conn:
+            for sql, rows in groups:
+                for row in rows:
+                    try:
+                        await conn.execute(sql, *row)
+                        self.written += 1
+                    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                        # not silently lost: the whole row goes to the log for an operator to replay
+                        log.error("history.row_rejected", extra={"sql": sql.split("(")[0].strip(),
+                                                                 "row": repr(row)[:1000], "reason": str(exc)[:200]})
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()
