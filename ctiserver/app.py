@@ -24,6 +24,9 @@ from simprot.server import Limits, SimProtServer
 
 from .accounts import AccountStore, WorkplaceStore
 from .db import Database
+from .distribution import TOPICS as DIST_TOPICS
+from .distribution import Distribution
+from .history import HistoryWriter
 from .http import make_app
 from .sdnotify import Notifier
 from .service import CoreService
@@ -60,6 +63,8 @@ class App:
     simprot_address: tuple[str, int] = ("", 0)
     http_address: tuple[str, int] = ("", 0)
     bootstrap_password: str | None = None
+    history: HistoryWriter | None = None
+    distribution: Distribution | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _db_ok: bool = True
@@ -75,6 +80,16 @@ class App:
         self.service = CoreService(s, accounts, WorkplaceStore(self.db.pool), db_ok=lambda: self._db_ok)
         self.server = SimProtServer(self.service, limits_from(s))
         self.service.server = self.server
+        self.history = HistoryWriter(self.db.pool)
+        self.history.start()
+        self.distribution = dist = Distribution(self.db.pool, self.history, node=s.node.name)
+        dist.server = self.server
+        self.service.extend(dist.operations(), DIST_TOPICS, {
+            "acd": lambda principal: dist.snapshot(),
+            "agent": lambda principal: dist.agent_snapshot(principal.username),
+            "contacts": lambda principal: dist.owner_snapshot(principal.username),
+        })
+        await dist.load()
         self.simprot_address = await self.server.listen(s.simprot.host, s.simprot.port, ssl=tls_context(s))
         self._runner = web.AppRunner(make_app(self.service), access_log=None)
         await self._runner.setup()
@@ -122,6 +137,10 @@ class App:
             task.cancel()
         if self.server is not None:
             await self.server.close(grace)
+        if self.distribution is not None:
+            self.distribution.close()
+        if self.history is not None:
+            await self.history.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.db is not None:

@@ -79,6 +79,8 @@ class CoreService:
         self.sessions: dict[str, dict] = {}             # conn id -> session info
         self.recent_messages: deque[tuple[dict, frozenset[str] | None]] = deque(maxlen=50)
         self.ops: dict[str, Operation] = {op.name: op for op in self._operations()}
+        self.topics: dict[str, str] = dict(TOPICS)
+        self.snapshots: dict[str, Callable[[Account], Any]] = {}
 
     # ---- Backend protocol ---------------------------------------------------------------------
     def serving(self) -> tuple[bool, list[str]]:
@@ -132,11 +134,21 @@ class CoreService:
     def audience(self, principal: Account) -> str:
         return principal.username
 
+    def extend(self, ops: list[Operation], topics: dict[str, str],
+               snapshots: dict[str, Callable[[Account], Any]]) -> None:
+        """Add another component's operations and topics (distribution, later telephony)."""
+        for op in ops:
+            if op.name in self.ops:
+                raise ValueError(f"operation {op.name} defined twice")
+            self.ops[op.name] = op
+        self.topics.update(topics)
+        self.snapshots.update(snapshots)
+
     def topic_permission(self, topic: str) -> str | None:
         try:
-            return TOPICS[topic]
+            return self.topics[topic]
         except KeyError:
-            raise RequestError(ErrorCode.NOT_FOUND, f"topic: no topic {topic[:64]!r}; known: {sorted(TOPICS)}",
+            raise RequestError(ErrorCode.NOT_FOUND, f"topic: no topic {topic[:64]!r}; known: {sorted(self.topics)}",
                                {"field": "topic"}) from None
 
     def snapshot(self, topic: str, principal: Account) -> Any:
@@ -147,6 +159,9 @@ class CoreService:
         if topic == "messages":
             me = principal.username
             return {"recent": [m for m, aud in self.recent_messages if aud is None or me in aud]}
+        extra = self.snapshots.get(topic)
+        if extra is not None:
+            return extra(principal)
         return {}  # "admin" is an audit stream: re-read lists with accounts.list / workplaces.list
 
     def closed(self, conn: Connection, reason: str) -> None:

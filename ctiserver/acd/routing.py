@@ -1,0 +1,320 @@
+"""The engine's state, its routing decision and its read-only queries (base of :class:`Engine`).
+
+The decision is taken on every event, and it keeps one invariant — **no stall**: when a public
+call returns, no contact waits in a queue while an agent eligible for that queue is READY. It is
+enforced in exactly three places:
+
+* :meth:`Router._arrive` — a contact enters a queue (new, re-queued after a miss or a withdrawn
+  offer, overflowed, released by its preferred agent): the queue's first READY agent (in the
+  project's strategy order) gets it; only when there is none does it wait. When READY agents
+  exist, the invariant says no contact of any of their queues waits, so giving it to one of them
+  takes nothing from anyone.
+* :meth:`Router._free` — an agent enters READY: he takes the contact held for him as preferred
+  agent, else the best head over his queues (smallest score: priority with ageing, then arrival);
+  only when all are empty is he indexed as READY.
+* :meth:`Router._match` — after a configuration change widened who qualifies for a project.
+
+A contact held for its preferred agent waits for HIM alone (the invariant then applies to him)
+until the project's ``preferred_fallback_seconds`` pass; then it enters its queue via ``_arrive``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+
+from .agents import AgentInput, AgentState, Effect, transition
+from .events import (
+    Action,
+    AgentStateChanged,
+    AgentView,
+    AutoLogout,
+    ContactStateChanged,
+    ContactView,
+    Offer,
+    Overflowed,
+    ProjectStats,
+)
+from .model import ContactState, MissKind, NotFound
+from .queues import AgentRt, ContactRt, ProjectRt, RingReady, score
+
+A, I, E = AgentState, AgentInput, Effect  # noqa: E741
+Q, OFFERED, ANSWERED = ContactState.QUEUED, ContactState.OFFERED, ContactState.ANSWERED
+MISS_INPUT = {MissKind.NO_ANSWER: I.NO_ANSWER, MissKind.REJECTED: I.REJECT, MissKind.UNREACHABLE: I.UNREACHABLE}
+RING, WAIT, PREF, WRAP = 0, 1, 2, 3   # timer kinds
+Timer = tuple[float, int, int, object]   # (deadline, token, kind, ContactRt | AgentRt)
+_heappush = heapq.heappush
+
+
+def held_order(c: ContactRt) -> tuple[float, float]:
+    return (c.score, c.queued_at)
+
+
+class Router:
+    def __init__(self, *, miss_limits: dict[MissKind, int] | int = 3, ageing_seconds: float = 60.0,
+                 not_ready_reasons: Iterable[str] | None = None) -> None:
+        if isinstance(miss_limits, int):
+            miss_limits = dict.fromkeys(MissKind, miss_limits)
+        self._limits = {k: int(miss_limits.get(k, 0)) for k in MissKind}  # 0: never auto-logout
+        if any(v < 0 for v in self._limits.values()) or not ageing_seconds >= 0:
+            raise ValueError("miss limits and ageing_seconds must be >= 0")
+        self._ageing = float(ageing_seconds)
+        self._reasons = frozenset(not_ready_reasons) if not_ready_reasons is not None else None
+        self._projects: dict[str, ProjectRt] = {}
+        self._agents: dict[str, AgentRt] = {}
+        self._contacts: dict[str, ContactRt] = {}
+        self._by_skill: dict[str, set[AgentRt]] = {}          # agents having the skill (any level)
+        self._by_key: dict[str | None, set[ProjectRt]] = {}   # projects by their first required skill
+        self._timers: list[Timer] = []
+        self._seq = itertools.count(1)
+        self._now = 0.0   # the latest time given; used for configuration changes without a time
+
+    # ==== the routing decision ====================================================================
+
+    def _arrive(self, c: ContactRt, now: float, out: list[Action]) -> None:
+        """``c`` (QUEUED, in no heap, held by nobody) enters its queue: first READY agent, else wait."""
+        q = c.queue
+        a = q.ready.first()
+        if a is not None:
+            self._offer(c, a, now, out)
+        else:
+            q.push(c, next(self._seq))
+
+    def _free(self, a: AgentRt, now: float, out: list[Action]) -> None:
+        """``a`` just became READY (not yet indexed): give him work or index him."""
+        if a.personal:
+            c = min(a.personal, key=held_order)
+            self._unhold(c)
+            self._offer(c, a, now, out)
+            return
+        best = None
+        for h in a.heaps:   # the heads of his ~23 queues (a heap's top is always live)
+            if h and (best is None or h[0] < best):
+                best = h[0]
+        if best is not None:
+            self._offer(best[2].queue.pop_head(), a, now, out)
+        else:
+            a.index(next(self._seq))
+
+    def _match(self, p: ProjectRt, now: float, out: list[Action]) -> None:
+        for q in p.queues.values():
+            while q.heap:
+                a = q.ready.first()
+                if a is None:
+                    break
+                self._offer(q.pop_head(), a, now, out)
+
+    def _offer(self, c: ContactRt, a: AgentRt, now: float, out: list[Action]) -> None:
+        """Reserve READY ``a`` for QUEUED ``c`` (already out of its heap or hold) and offer it."""
+        if a.entry is not None:
+            a.unindex()
+        _, nxt = transition(a.state, I.RESERVE, a.id)   # always READY here
+        p = c.project
+        r = c.queue.ready
+        if type(r) is RingReady:
+            r.picked(a)
+        a.state, a.reason, a.since, a.contact = nxt, "offer", now, c
+        c.state, c.agent = OFFERED, a
+        p.offered += 1
+        rt = p.cfg.ring_timeout
+        c.ring_tok = tok = next(self._seq)
+        _heappush(self._timers, (now + rt, tok, RING, c))
+        out.append(AgentStateChanged(a.id, A.READY, nxt, "offer", now))
+        out.append(ContactStateChanged(c.id, Q, OFFERED, "offer", now, a.id, p.id))
+        out.append(Offer(a.id, c.id, rt))
+
+    # ==== agent effects ===========================================================================
+
+    def _set(self, a: AgentRt, new: AgentState, reason: str, now: float, out: list[Action]) -> None:
+        out.append(AgentStateChanged(a.id, a.state, new, reason, now))
+        a.state, a.reason, a.since = new, reason, now
+
+    def _leave_ready(self, a: AgentRt) -> None:
+        if a.entry is not None:
+            a.unindex()
+
+    def _miss(self, a: AgentRt, kind: MissKind, now: float, out: list[Action]) -> None:
+        count = a.misses[kind] + 1
+        limit = self._limits[kind]
+        effect, nxt = transition(a.state, I.MISS_LIMIT if limit and count >= limit else MISS_INPUT[kind], a.id)
+        a.misses[kind] = count
+        c = a.contact
+        assert c is not None
+        a.contact = None
+        self._requeue(c, kind.value, now, out)   # first, so that the NEXT agent gets it
+        if effect is E.AUTO_LOGOUT:
+            out.append(AutoLogout(a.id, kind, count, now))
+            self._set(a, nxt, f"auto-logout: {count} consecutive {kind.value}", now, out)
+            self._logged_out(a, now, out)
+        else:
+            self._set(a, nxt, kind.value, now, out)
+            self._free(a, now, out)
+
+    def _end_wrap_up(self, a: AgentRt, reason: str, now: float, out: list[Action]) -> None:
+        pending = a.pending
+        inp = I.WRAP_UP_END if pending is None else (
+            I.WRAP_UP_END_LOGOUT if pending == "logout" else I.WRAP_UP_END_NOT_READY)
+        _, nxt = transition(a.state, inp, a.id)
+        if pending is not None:
+            reason = a.pending_reason
+        a.wrap_tok = 0
+        a.pending, a.pending_reason = None, ""
+        self._set(a, nxt, reason, now, out)
+        if nxt is A.READY:
+            self._free(a, now, out)
+        elif nxt is A.LOGGED_OUT:
+            self._logged_out(a, now, out)
+
+    def _logged_out(self, a: AgentRt, now: float, out: list[Action]) -> None:
+        a.pending, a.pending_reason, a.workplace = None, "", None
+        self._release_held(a, None, now, out)
+
+    def _release_held(self, a: AgentRt, project: ProjectRt | None, now: float, out: list[Action]) -> None:
+        """Contacts held for ``a`` (of ``project``, or all) stop waiting for him."""
+        for c in sorted(a.personal, key=held_order):
+            if project is None or c.project is project:
+                self._unhold(c)
+                self._arrive(c, now, out)
+
+    # ==== contact effects =========================================================================
+
+    def _enter(self, c: ContactRt, p: ProjectRt, now: float) -> None:
+        """Put ``c`` in project ``p`` (score, queue, max-wait timer); not yet in a heap."""
+        c.project, c.queue, c.queued_at = p, p.queues[c.contact.channel], now
+        c.score = score(c.contact, p.cfg, self._ageing)
+        self._arm_wait(c, now)
+
+    def _arm_wait(self, c: ContactRt, now: float) -> None:
+        mw = c.project.cfg.max_wait
+        if mw is None:
+            c.wait_tok, c.wait_deadline = 0, None
+        else:
+            c.wait_deadline = deadline = c.queued_at + mw
+            c.wait_tok = tok = next(self._seq)
+            _heappush(self._timers, (max(deadline, now), tok, WAIT, c))
+
+    def _requeue(self, c: ContactRt, reason: str, now: float, out: list[Action]) -> None:
+        a = c.agent
+        c.state, c.agent, c.ring_tok = Q, None, 0
+        out.append(ContactStateChanged(c.id, OFFERED, Q, reason, now, a.id if a else None, c.project.id))
+        if c.wait_deadline is not None and now >= c.wait_deadline:
+            self._overflow(c, now, out)   # its max wait passed while it was offered
+        else:
+            self._arrive(c, now, out)
+
+    def _unqueue(self, c: ContactRt) -> None:
+        if c.held_for is not None:
+            self._unhold(c)
+        elif c.hseq >= 0:
+            c.queue.discard(c)
+
+    def _unhold(self, c: ContactRt) -> None:
+        a = c.held_for
+        assert a is not None
+        del a.personal[c]
+        del c.project.held[c]
+        c.held_for, c.pref_tok = None, 0
+
+    def _overflow(self, c: ContactRt, now: float, out: list[Action]) -> None:
+        self._unqueue(c)
+        p = c.project
+        p.overflowed_out += 1
+        target = self._projects.get(p.cfg.overflow_project or "")
+        out.append(Overflowed(c.id, p.id, target.id if target else None, now))
+        if target is None:
+            self._forget(c, ContactState.OVERFLOWED, "max wait", now, out)
+            return
+        target.overflowed_in += 1
+        target.entered += 1
+        self._enter(c, target, now)
+        self._arrive(c, now, out)
+
+    def _forget(self, c: ContactRt, new: ContactState, reason: str, now: float, out: list[Action]) -> None:
+        out.append(ContactStateChanged(c.id, c.state, new, reason, now, c.agent.id if c.agent else None,
+                                       c.project.id))
+        c.state = new
+        c.ring_tok = c.wait_tok = c.pref_tok = 0
+        del self._contacts[c.id]
+
+    # ==== timers ==================================================================================
+
+    @staticmethod
+    def _live(entry: Timer) -> bool:
+        _, tok, kind, obj = entry
+        if kind == RING:
+            return obj.ring_tok == tok and obj.state is OFFERED  # type: ignore[attr-defined]
+        if kind == WRAP:
+            return obj.wrap_tok == tok and obj.state is A.WRAP_UP  # type: ignore[attr-defined]
+        if kind == WAIT:
+            return obj.wait_tok == tok and obj.state is Q  # type: ignore[attr-defined]
+        return obj.pref_tok == tok and obj.held_for is not None  # type: ignore[attr-defined]
+
+    # ==== queries (for SimProt snapshots, EWT and tests) ==========================================
+
+    def _agent(self, agent_id: str) -> AgentRt:
+        a = self._agents.get(agent_id)
+        if a is None:
+            raise NotFound(f"unknown agent {agent_id}")
+        return a
+
+    def _project(self, project_id: str) -> ProjectRt:
+        p = self._projects.get(project_id)
+        if p is None:
+            raise NotFound(f"unknown project {project_id}")
+        return p
+
+    def agent(self, agent_id: str) -> AgentView:
+        a = self._agent(agent_id)
+        return AgentView(a.id, a.state, a.reason, a.since, a.workplace, a.pending, a.pending_reason,
+                         a.contact.id if a.contact else None, dict(a.misses), a.today,
+                         frozenset(p.id for p in a.projects))
+
+    def agents(self) -> list[AgentView]:
+        return [self.agent(i) for i in self._agents]
+
+    def contact(self, contact_id: str) -> ContactView:
+        """A live contact; terminal ones are forgotten (NotFound)."""
+        c = self._contacts.get(contact_id)
+        if c is None:
+            raise NotFound(f"unknown contact {contact_id}")
+        return ContactView(c.id, c.project.id, c.contact.channel, c.state, c.agent.id if c.agent else None,
+                           c.contact.enqueued_at, c.queued_at, c.held_for.id if c.held_for else None)
+
+    def contacts(self) -> list[ContactView]:
+        return [self.contact(i) for i in self._contacts]
+
+    def waiting(self, project_id: str) -> list[str]:
+        """Ids of the project's QUEUED contacts in dispatch order (held ones included)."""
+        return [c.id for c in self._waiting(self._project(project_id))]
+
+    def _waiting(self, p: ProjectRt) -> list[ContactRt]:
+        live = [c for q in p.queues.values() for c in q.live()]
+        live.extend(p.held)
+        live.sort(key=lambda c: (c.score, c.hseq if c.hseq >= 0 else 0, c.queued_at))
+        return live
+
+    def position(self, contact_id: str) -> int | None:
+        """1-based place among the contacts of its queue (or held for the same agent) that are
+        ahead of it; None when it is not waiting."""
+        c = self._contacts.get(contact_id)
+        if c is None or c.state is not Q:
+            return None
+        if c.held_for is not None:
+            return 1 + sum(1 for o in c.held_for.personal if held_order(o) < held_order(c))
+        key = (c.score, c.hseq)
+        return 1 + sum(1 for o in c.queue.live() if (o.score, o.hseq) < key)
+
+    def project_stats(self, project_id: str) -> ProjectStats:
+        p = self._project(project_id)
+        waiting = self._waiting(p)
+        ready = sum(1 for a in p.agents if a.entry is not None)
+        left = p.answered + p.abandoned + p.overflowed_out
+        return ProjectStats(
+            p.id, len(waiting), len(p.held), min((c.contact.enqueued_at for c in waiting), default=None),
+            ready, len(p.agents), p.entered, p.offered, p.answered, p.answered_in_sl, p.abandoned,
+            p.overflowed_out, p.overflowed_in, p.answered_in_sl / left if left else None)
+
+    def timers(self) -> int:
+        """Entries in the timer heap (live or not yet dropped), for monitoring."""
+        return len(self._timers)

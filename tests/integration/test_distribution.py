@@ -1,0 +1,124 @@
+"""Distribution over SimProt with the real database: offer, answer, wrap-up, history, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from ctiserver.app import App
+from simprot.client import SimProtClient
+from tests.integration.conftest import ADMIN, ADMIN_PW, AGENT, AGENT_PW, Core
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def configure(core: Core, admin: SimProtClient, agents: list[str]) -> None:
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.skills (skill) VALUES ('general')")
+    await pool.execute("INSERT INTO cc.projects (project, name, ring_timeout, wrap_up) VALUES "
+                       "('general', 'General enquiries', 5, 30)")
+    await pool.execute("INSERT INTO cc.project_skills (project, skill, min_level) VALUES ('general', 'general', 1)")
+    for name in agents:
+        aid = await pool.fetchval("SELECT id FROM cc.accounts WHERE username = $1", name)
+        await pool.execute("INSERT INTO cc.agents (account_id) VALUES ($1)", aid)
+        await pool.execute("INSERT INTO cc.agent_skills (account_id, skill, level) VALUES ($1, 'general', 5)", aid)
+    assert (await admin.request("acd.reload"))["agents"] == len(agents)
+
+
+async def test_a_contact_is_offered_answered_and_recorded(core: Core) -> None:
+    admin = await core.connected()
+    await configure(core, admin, [AGENT])
+    agent = await core.connected(AGENT, AGENT_PW)
+    offers: list = []
+    await agent.subscribe("agent", lambda t, s, n, d: offers.append((n, d)))
+    owner_events: list = []
+    await admin.subscribe("contacts", lambda t, s, n, d: owner_events.append(d["new"]))
+    assert (await agent.request("agent.login", {}))["state"] == "not_ready"
+    assert (await agent.request("agent.ready"))["state"] == "ready"
+    status = await admin.request("contact.enqueue", {"project": "general", "data": {"caller": "420271004245"}})
+    contact = status["contact"]
+    assert status["state"] == "offered" and status["agent"] == AGENT
+    await wait_for(lambda: any(n == "offer" for n, _ in offers))
+    offer = next(d for n, d in offers if n == "offer")
+    assert offer["contact"] == contact and offer["data"] == {"caller": "420271004245"}
+    assert (await agent.request("agent.accept", {"contact": contact}))["state"] == "busy"
+    assert (await agent.request("agent.end", {"contact": contact}))["state"] == "wrap_up"
+    assert (await agent.request("agent.end_wrap_up"))["state"] == "ready"
+    await wait_for(lambda: owner_events[-1:] == ["ended"])
+    assert owner_events[:3] == ["queued", "offered", "answered"]
+    await core.app.history.flush()  # type: ignore[union-attr]
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    row = await pool.fetchrow("SELECT * FROM cc.contact_history WHERE contact = $1", contact)
+    assert row["outcome"] == "answered" and row["answered_at"] >= row["enqueued_at"]
+    assert await pool.fetchval("SELECT outcome FROM cc.offer_history WHERE contact = $1", contact) == "answered"
+    states = [r["state"] for r in await pool.fetch(
+        "SELECT state FROM cc.agent_state_history ORDER BY started_at, id")]
+    assert states == ["not_ready", "ready", "reserved", "offered", "busy", "wrap_up"]
+    assert await pool.fetchval("SELECT count(*) FROM cc.contacts_live") == 0
+    snap = await admin.request("acd.snapshot")
+    assert snap["agents"][0]["state"] == "ready" and snap["projects"][0]["answered"] == 1
+    for c in (agent, admin):
+        await c.close()
+
+
+async def test_agent_without_permission_or_profile(core: Core) -> None:
+    admin = await core.connected()
+    await configure(core, admin, [])
+    agent = await core.connected(AGENT, AGENT_PW)
+    from simprot.errors import ErrorCode, RequestError
+
+    for op, args, code in (("agent.login", {}, ErrorCode.NOT_FOUND),
+                           ("contact.enqueue", {"project": "general"}, ErrorCode.PERMISSION_DENIED),
+                           ("acd.snapshot", {}, ErrorCode.PERMISSION_DENIED)):
+        try:
+            await agent.request(op, args)
+        except RequestError as exc:
+            assert exc.code is code, (op, exc)
+        else:
+            raise AssertionError(f"{op} should fail")
+    try:
+        await admin.request("contact.enqueue", {"project": "nope"})
+    except RequestError as exc:
+        assert exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_ARGUMENT)
+    else:
+        raise AssertionError("unknown project accepted")
+    await agent.close()
+    await admin.close()
+
+
+async def test_restart_loses_no_queued_contact_and_no_agent_session(core: Core) -> None:
+    admin = await core.connected()
+    await configure(core, admin, [AGENT])
+    agent = await core.connected(AGENT, AGENT_PW)
+    await agent.request("agent.login", {})
+    await agent.request("agent.not_ready", {"reason": "break"})
+    ids = [(await admin.request("contact.enqueue", {"project": "general", "data": {"n": i}}))["contact"]
+           for i in range(3)]
+    await agent.close()
+    await admin.close()
+    app = core.app
+    port = app.simprot_address[1]
+    await app.stop(grace=0.5)  # flushes the history writer
+    settings = dataclasses.replace(app.settings, simprot=dataclasses.replace(app.settings.simprot, port=port))
+    again = App(settings, scrypt_n=2**10)
+    await again.start()
+    try:
+        admin = SimProtClient([f"127.0.0.1:{port}"], user=ADMIN, password=ADMIN_PW, reconnect=False)
+        await admin.connect()
+        positions = [(await admin.request("contact.status", {"contact": c}))["position"] for c in ids]
+        assert positions == [1, 2, 3]
+        agent = SimProtClient([f"127.0.0.1:{port}"], user=AGENT, password=AGENT_PW, reconnect=False)
+        await agent.connect()
+        view = await agent.request("agent.status")
+        assert view["state"] == "not_ready" and view["reason"] == "break"  # the session survived
+        view = await agent.request("agent.ready")
+        assert view["state"] == "offered" and view["contact"] == ids[0]  # the oldest first
+        await agent.close()
+        await admin.close()
+    finally:
+        await again.stop(grace=0.5)
