@@ -193,8 +193,72 @@ async def cmd_message(client: SimProtClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _watching(args: argparse.Namespace, render) -> int:  # type: ignore[no-untyped-def]
+    """Render once, or every second with --watch (bounded by --seconds when given)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + args.seconds if getattr(args, "seconds", 0) else None
+    while True:
+        await render()
+        if not args.watch or (end is not None and loop.time() >= end):
+            return 0
+        await asyncio.sleep(1.0)
+
+
+async def cmd_agents(client: SimProtClient, args: argparse.Namespace) -> int:
+    async def render() -> None:
+        snap = await client.request("acd.snapshot")
+        now = time.time()
+        rows = [{**a, "for": f"{now - a['since']:.0f}s", "misses": ",".join(f"{k}={v}" for k, v in a["misses"].items()
+                                                                             if v)} for a in snap["agents"]]
+        if args.watch and not args.json:
+            print("\033[2J\033[H", end="")
+        _print(args, snap["agents"], table(rows, ["agent", "state", "reason", "for", "contact", "pending",
+                                                  "contacts_today", "misses"]))
+    return await _watching(args, render)
+
+
+async def cmd_projects(client: SimProtClient, args: argparse.Namespace) -> int:
+    async def render() -> None:
+        snap = await client.request("acd.snapshot")
+        rows = [{**p, "oldest_wait": "" if p["oldest_wait"] is None else f"{p['oldest_wait']:.0f}s",
+                 "service_level": "" if p["service_level"] is None else f"{100 * p['service_level']:.0f}%",
+                 "ewt": f"{p['ewt']:.0f}s"} for p in snap["projects"]]
+        if args.watch and not args.json:
+            print("\033[2J\033[H", end="")
+        _print(args, snap["projects"], table(rows, ["project", "waiting", "oldest_wait", "ewt", "ready_agents",
+                                                    "eligible_agents", "answered", "abandoned", "service_level"]))
+    return await _watching(args, render)
+
+
+async def cmd_contacts(client: SimProtClient, args: argparse.Namespace) -> int:
+    async def render() -> None:
+        snap = await client.request("acd.snapshot")
+        if args.watch and not args.json:
+            print("\033[2J\033[H", end="")
+        _print(args, snap["contacts"], table(snap["contacts"], ["contact", "project", "state", "position", "waited",
+                                                                "agent", "owner"]))
+    return await _watching(args, render)
+
+
+async def cmd_force(client: SimProtClient, args: argparse.Namespace) -> int:
+    res = await client.request("acd.agent.force", {"agent": args.agent, "action": args.action,
+                                                   "reason": args.reason or "supervisor"})
+    _print(args, res, f"{res['agent']}: {res['state']}{' (pending ' + res['pending'] + ')' if res['pending'] else ''}")
+    return 0
+
+
+async def cmd_enqueue(client: SimProtClient, args: argparse.Namespace) -> int:
+    res = await client.request("contact.enqueue", {"project": args.project, "priority": args.priority,
+                                                   "data": dict(kv.split("=", 1) for kv in args.data or [])})
+    _print(args, res, f"{res['contact']}: {res['state']} in {res['project']}, position {res['position']}, "
+                      f"EWT {res['ewt']:.0f} s")
+    return 0
+
+
 COMMANDS = {"status": cmd_status, "watch": cmd_watch, "accounts": cmd_accounts,
-            "workplaces": cmd_workplaces, "sessions": cmd_sessions, "message": cmd_message}
+            "workplaces": cmd_workplaces, "sessions": cmd_sessions, "message": cmd_message,
+            "agents": cmd_agents, "projects": cmd_projects, "contacts": cmd_contacts, "force": cmd_force,
+            "enqueue": cmd_enqueue}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -239,6 +303,19 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("message", help="send a message to agents")
     m.add_argument("text")
     m.add_argument("--to", action="append", help="user name (repeatable; default all)")
+    for name, what in (("agents", "agents and their states"), ("projects", "queues: waiting, EWT, service level"),
+                       ("contacts", "contacts in the system")):
+        v = sub.add_parser(name, help=what)
+        v.add_argument("--watch", action="store_true", help="refresh every second")
+        v.add_argument("--seconds", type=float, default=0, help="with --watch: stop after this many seconds")
+    f = sub.add_parser("force", help="supervisor: force an agent not ready or logged out")
+    f.add_argument("agent")
+    f.add_argument("action", choices=["not_ready", "logout"])
+    f.add_argument("--reason")
+    e = sub.add_parser("enqueue", help="put a test contact into a project (needs contacts.enqueue)")
+    e.add_argument("project")
+    e.add_argument("--priority", type=int, default=0)
+    e.add_argument("--data", action="append", metavar="KEY=VALUE")
     return p
 
 

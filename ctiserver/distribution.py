@@ -308,7 +308,16 @@ class Distribution:
                              "abandoned": st.abandoned, "service_level": st.service_level,
                              "oldest_wait": None if st.oldest_enqueued_at is None else now - st.oldest_enqueued_at,
                              "ewt": round(self.ewt.ewt_new(pid, now), 1)})
-        return {"agents": agents, "projects": projects}
+        contacts = []
+        for cid, c in self.contacts.items():
+            try:
+                v = self.engine.contact(cid)
+            except AcdError:
+                continue
+            contacts.append({"contact": cid, "project": v.project_id, "state": v.state.value, "agent": v.agent_id,
+                             "position": self.engine.position(cid), "waited": round(now - v.enqueued_at, 1),
+                             "owner": c.get("owner")})
+        return {"agents": agents, "projects": projects, "contacts": contacts}
 
     def agent_snapshot(self, name: str) -> dict:
         """What an agent's own topic starts from: his state and the offer ringing, if any."""

@@ -122,3 +122,36 @@ async def test_restart_loses_no_queued_contact_and_no_agent_session(core: Core) 
         await admin.close()
     finally:
         await again.stop(grace=0.5)
+
+
+async def test_ctictl_views_and_supervisor_actions(core: Core) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    admin = await core.connected()
+    await configure(core, admin, [AGENT])
+    agent = await core.connected(AGENT, AGENT_PW)
+    await agent.request("agent.login", {})
+    bin_ = Path(sys.executable).parent / "ctictl"
+
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(bin_), "--server", core.address, "--user", ADMIN, *args], capture_output=True,
+                              text=True, timeout=30, env={**os.environ, "CTICTL_PASSWORD": ADMIN_PW})
+
+    res = await asyncio.to_thread(ctl, "enqueue", "general", "--data", "caller=420271004245")
+    assert res.returncode == 0 and "queued in general, position 1" in res.stdout, res.stderr
+    res = await asyncio.to_thread(ctl, "projects")
+    assert res.returncode == 0 and "general" in res.stdout and "WAITING" in res.stdout
+    res = await asyncio.to_thread(ctl, "contacts")
+    assert "queued" in res.stdout and "admin" in res.stdout
+    res = await asyncio.to_thread(ctl, "agents")
+    assert AGENT in res.stdout and "not_ready" in res.stdout
+    res = await asyncio.to_thread(ctl, "force", AGENT, "logout")
+    assert res.returncode == 0 and "logged_out" in res.stdout
+    assert (await agent.request("agent.status"))["state"] == "logged_out"
+    res = await asyncio.to_thread(ctl, "force", "nobody", "logout")
+    assert res.returncode == 1 and "NOT_FOUND" in res.stderr
+    await agent.close()
+    await admin.close()
