@@ -89,6 +89,8 @@ class App:
             "agent": lambda principal: dist.agent_snapshot(principal.username),
             "contacts": lambda principal: dist.owner_snapshot(principal.username),
         })
+        if s.bootstrap.demo_acd:
+            await self._demo_acd(accounts)
         await dist.load()
         self.simprot_address = await self.server.listen(s.simprot.host, s.simprot.port, ssl=tls_context(s))
         self._runner = web.AppRunner(make_app(self.service), access_log=None)
@@ -114,6 +116,31 @@ class App:
         await accounts.create(b.admin_user, password, kind="admin", display_name="Bootstrap admin")
         self.bootstrap_password = password
         log.warning("bootstrap.admin_created", extra={"user": b.admin_user})
+
+    async def _demo_acd(self, accounts: AccountStore) -> None:
+        """Demo data for distribution: skills, three projects, four agents (only on an empty configuration)."""
+        assert self.db is not None
+        pool = self.db.pool
+        if await pool.fetchval("SELECT count(*) FROM cc.projects"):
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("""INSERT INTO cc.skills (skill, description) VALUES ('general', 'general enquiries'),
+                                  ('payments', 'payments and debts'), ('ehic', 'EHIC cards'), ('slovak', 'Slovak')""")
+            await conn.execute("""INSERT INTO cc.projects (project, name, priority, ring_timeout, wrap_up) VALUES
+                                  ('general', 'General enquiries', 0, 15, 10),
+                                  ('payments', 'Payments', 1, 15, 20), ('ehic', 'EHIC cards', 0, 15, 10)""")
+            await conn.execute("""INSERT INTO cc.project_skills (project, skill, min_level) VALUES
+                                  ('general', 'general', 1), ('payments', 'payments', 3), ('ehic', 'ehic', 1)""")
+        skills = [{"general": 5, "payments": 5}, {"general": 3, "ehic": 4}, {"general": 4, "payments": 3, "ehic": 2},
+                  {"general": 2, "slovak": 5}]
+        for n, sk in enumerate(skills, 1):
+            name = f"agent{n}"
+            account = await accounts.get(name) or await accounts.create(name, f"agent-pass-{n}", kind="agent",
+                                                                        display_name=f"Demo agent {n}")
+            await pool.execute("INSERT INTO cc.agents (account_id) VALUES ($1) ON CONFLICT DO NOTHING", account.id)
+            await pool.executemany("INSERT INTO cc.agent_skills (account_id, skill, level) VALUES ($1, $2, $3)",
+                                   [(account.id, k, v) for k, v in sk.items()])
+        log.warning("bootstrap.demo_acd", extra={"projects": 3, "agents": len(skills)})
 
     async def _db_watch(self) -> None:
         """Probe the database every few seconds; /health and status report the result."""

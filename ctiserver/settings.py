@@ -101,6 +101,7 @@ class BootstrapSettings:
 
     admin_user: str = ""
     admin_password: str = ""
+    demo_acd: bool = False  # on an empty ACD configuration, create the demo skills, projects and agents
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +347,8 @@ def _validate_bootstrap(boot: BootstrapSettings, environment: str) -> None:
              f"only allowed when node.environment is 'demo', not {environment!r}")
     _require(bool(boot.admin_user) or not boot.admin_password, "bootstrap.admin_password",
              "set without bootstrap.admin_user")
+    _require(not boot.demo_acd or environment == "demo", "bootstrap.demo_acd",
+             "only allowed when node.environment is 'demo'")
 
 
 def _validate(s: Settings) -> None:

@@ -104,15 +104,23 @@ class AgentRt:
         with nothing waiting (~23 queues): the common paths of the structures' ``add`` inlined."""
         e = [self]
         self.entry = e
-        for r in self.fifo:
-            dq = r.dq
-            dq.append(e)
-            if dq[0][0] is None:   # dead entries gather at the front (the longest READY are the
-                dq.popleft()       # likeliest to be taken elsewhere): drop up to two per append,
-                if dq[0][0] is None:   # so a contact does not find a long run of them
+        if seq & 3:
+            for dq in self.fifo:
+                dq.append(e)
+                if len(dq) > dq.limit:
+                    dq.compact()
+        else:
+            # Dead entries gather at the front (the longest READY are the likeliest to be taken
+            # elsewhere); one index in four drops up to 8 there in each queue, so the cleaning is
+            # spread over the producers and a contact seldom finds a run of them.
+            for dq in self.fifo:
+                dq.append(e)
+                n = 8
+                while n and dq[0][0] is None:
                     dq.popleft()
-            if len(dq) > r.limit:
-                r.compact()
+                    n -= 1
+                if len(dq) > dq.limit:
+                    dq.compact()
         today = self.today
         for b, k in self.keyed:
             d = b.buckets.get(today if k is None else k)
@@ -122,8 +130,8 @@ class AgentRt:
             d.append(e)
             b.n += 1
             f = b.best
-            if f[0][0] is None:    # (``best`` is not empty: it holds at least one entry)
-                b.clean_front()
+            if f and f[0][0] is None:
+                b.clean_front()   # (as above, where agents are taken)
             if b.n > b.limit:
                 b.compact()
         for g, m in self.rings:
@@ -172,44 +180,47 @@ def score(contact: Contact, project: Project, ageing_seconds: float) -> float:
 # purge(agent) (he no longer qualifies), live() -> the READY agents (for queries), ``limit``
 # (compaction threshold, set from the project's eligible agents).
 
-class FifoReady:
-    __slots__ = ("dq", "limit")
+class FifoReady(deque):
+    """Longest idle: entries in the order agents became READY. A deque subclass carrying its own
+    ``limit``, so the hot loop touches one object per queue."""
+
+    __slots__ = ("limit",)
 
     def __init__(self) -> None:
-        self.dq: deque[Entry] = deque()
+        super().__init__()
         self.limit = 64
 
     def add(self, e: Entry, seq: int) -> None:
-        dq = self.dq
-        dq.append(e)
-        if dq[0][0] is None:   # spread the cleaning over the producers (see AgentRt.index)
-            dq.popleft()
-            if dq[0][0] is None:
-                dq.popleft()
-        if len(dq) > self.limit:
+        self.append(e)
+        self.clean_front(8)
+        if len(self) > self.limit:
             self.compact()
 
+    def clean_front(self, n: int) -> None:
+        while n and self and self[0][0] is None:
+            self.popleft()
+            n -= 1
+
     def first(self) -> AgentRt | None:
-        dq = self.dq
-        while dq:
-            a = dq[0][0]
+        while self:
+            a = self[0][0]
             if a is not None:
                 return a
-            dq.popleft()
+            self.popleft()
         return None
 
     def compact(self) -> None:
-        live = list(filter(_alive, self.dq))
-        self.dq.clear()
-        self.dq.extend(live)
+        live = list(filter(_alive, self))
+        self.clear()
+        self.extend(live)
 
     def purge(self, a: AgentRt) -> None:
-        live = [e for e in self.dq if e[0] is not None and e[0] is not a]
-        self.dq.clear()
-        self.dq.extend(live)
+        live = [e for e in self if e[0] is not None and e[0] is not a]
+        self.clear()
+        self.extend(live)
 
     def live(self) -> Iterator[AgentRt]:
-        return iter(dict.fromkeys(e[0] for e in self.dq if e[0] is not None))
+        return iter(dict.fromkeys(e[0] for e in self if e[0] is not None))
 
 
 class BucketReady:

@@ -85,6 +85,8 @@ async def test_daemon_bootstraps_admin_serves_ctictl_and_stops_cleanly(daemon) -
     assert add.returncode == 0 and "created jana" in add.stdout
     listed = ctl(server, "accounts", "list")
     assert re.search(r"jana\s+agent\s+\*\s+yes\s+agent:\*\s+Jana Nová", listed.stdout), listed.stdout
+    projects = ctl(server, "projects")  # the demo's distribution data
+    assert projects.returncode == 0 and all(p in projects.stdout for p in ("general", "payments", "ehic"))
     dup = ctl(server, "accounts", "add", "jana", CTICTL_NEW_PASSWORD="jana-pass-1")
     assert dup.returncode == 1 and "CONFLICT" in dup.stderr
     wrong = ctl(server, "status", password="nope-nope-nope")

@@ -337,7 +337,7 @@ def test_settings_to_dict_masks_secrets() -> None:
     })
     out = settings_to_dict(settings)
     assert out["database"]["dsn"] == "postgresql://cti:***@db1:5432/cc"
-    assert out["bootstrap"] == {"admin_user": "admin", "admin_password": "***"}
+    assert out["bootstrap"] == {"admin_user": "admin", "admin_password": "***", "demo_acd": False}
     assert out["simprot"]["peers"] == ["cc2:7400"]
     assert "s3cr" not in repr(out) and "hunter2" not in repr(out)
     assert set(out) == {"node", "simprot", "http", "database", "log", "bootstrap"}
@@ -360,3 +360,10 @@ def test_settings_to_dict_leaves_empty_password_visible() -> None:
 ])
 def test_mask_dsn(dsn: str, masked: str) -> None:
     assert mask_dsn(dsn) == masked
+
+
+def test_demo_acd_only_in_the_demo_environment() -> None:
+    assert load_settings(None, env={}, overrides=["bootstrap.demo_acd=true"]).bootstrap.demo_acd is True
+    with pytest.raises(ConfigError) as e:
+        load_settings(None, env={}, overrides=["node.environment=production", "bootstrap.demo_acd=true"])
+    assert e.value.key == "bootstrap.demo_acd"
