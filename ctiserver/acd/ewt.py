@@ -359,10 +359,12 @@ class EwtFeed:
 
     ``projects_of(agent_id)`` names the projects an agent is eligible for (``engine.agent(id).projects``);
     it is asked when the agent starts serving (login + ready, back from a break), so a change of his
-    skills counts from his next start. Keeps, per live contact, its project and the times it entered
-    and was last offered, and per agent the projects he is counted in and his answered contact:
-    bounded by the live contacts and the agents. Contacts that wait for a preferred agent count in
-    their project's queue, as the engine lists them.
+    skills counts from his next start. A busy agent with a not-ready or logout pending (he finishes
+    this call, then leaves for a break) no longer counts as serving: he takes nobody else. Keeps,
+    per live contact, its project and the times it entered and was last offered, and per agent his
+    state, the projects he is counted in and his answered contact: bounded by the live contacts and
+    the agents. Contacts held for a preferred agent count in their project's queue, as the engine
+    lists them.
     """
 
     def __init__(self, estimator: EwtEstimator, projects_of: Callable[[str], Iterable[str]]) -> None:
