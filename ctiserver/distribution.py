@@ -410,7 +410,17 @@ class Distribution:
             raise _err(exc) from None
         return self._agent_view(agent)
 
-    def op_enqueue(self, conn: Connection, args: dict) -> dict:
+    async def op_enqueue(self, conn: Connection, args: dict) -> dict:
+        """Enqueue, and answer only once the contact is committed: a crash after the answer loses nothing."""
+        status = self._enqueue_now(conn, args)
+        try:
+            await self.history.durable()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise RequestError(ErrorCode.INTERNAL_ERROR, "the contact is queued but could not be saved yet; "
+                               f"it will be retried ({str(exc)[:100]})") from None
+        return status
+
+    def _enqueue_now(self, conn: Connection, args: dict) -> dict:
         project = _arg(args, "project")
         data = _arg(args, "data", dict, required=False, default={})
         now = self.clock()

@@ -64,6 +64,7 @@ class HistoryWriter:
         self._sessions: dict[int, tuple | None] = {}   # account -> newest session row, None = delete
         self._live: dict[str, tuple | None] = {}       # contact -> newest live row, None = delete
         self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task | None = None
         self.written = 0
         self.failures = 0
@@ -90,6 +91,14 @@ class HistoryWriter:
             account_id, row.get("workplace"), row["state"], row.get("reason", ""), ts(row["since"]),
             row.get("node", ""))
         self._nudge()
+
+    def durable(self) -> asyncio.Future[None]:
+        """A future that completes when everything recorded so far is committed (group commit:
+        callers that must not answer before their row is safe, such as an enqueue, await it)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        return fut
 
     def live_contact(self, contact: str, row: Mapping[str, Any] | None) -> None:
         self._live[contact] = None if row is None else (
@@ -119,7 +128,9 @@ class HistoryWriter:
             await self.flush()
 
     async def flush(self) -> None:
+        waiters, self._waiters = self._waiters, []
         if not self.pending:
+            self._release(waiters)
             return
         intervals, offers, contacts = self._intervals, self._offers, self._contacts
         sessions, live = self._sessions, self._live
@@ -140,6 +151,7 @@ class HistoryWriter:
             # a row the database will never take: write the others one by one, report the bad ones
             log.error("history.bad_rows", extra={"reason": str(exc)[:200]})
             await self._row_by_row(groups)
+            self._release(waiters)
             return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             # keep everything for the next attempt, newer live rows winning over the ones we failed to write
@@ -149,8 +161,19 @@ class HistoryWriter:
             self._live = {**live, **self._live}
             level = logging.ERROR if self.pending > self.max_pending else logging.WARNING
             log.log(level, "history.flush_failed", extra={"pending": self.pending, "reason": str(exc)[:200]})
+            self._release(waiters, exc)
             return
         self.written += len(intervals) + len(offers) + len(contacts) + len(sessions) + len(live)
+        self._release(waiters)
+
+    @staticmethod
+    def _release(waiters: list[asyncio.Future[None]], exc: BaseException | None = None) -> None:
+        for fut in waiters:
+            if not fut.done():
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
 
     async def _row_by_row(self, groups: list[tuple[str, list]]) -> None:
         async with self.pool.acquire() as conn:
