@@ -471,6 +471,7 @@ class Connection(asyncio.Protocol):
         self._replay = [f for f, aud in frames if aud is None or self.audience in aud]
         self.topics.add(name)
         srv.subscribers.setdefault(name, {})[self] = self.transport  # type: ignore[assignment]  # set by now
+        srv._by_audience.setdefault(name, {}).setdefault(self.audience, set()).add(self)
         log.info("sub.open", extra={"conn": self.id, "topic": name, "mode": mode.value, "after": after})
         return answer
 
@@ -486,7 +487,7 @@ class Connection(asyncio.Protocol):
         if type(name) is not str or name not in self.topics:
             raise RequestError(ErrorCode.NOT_FOUND, "topic: not subscribed", {"field": "topic"})
         self.topics.discard(name)
-        self.server.subscribers.get(name, {}).pop(self, None)
+        self.server._unsubscribe(name, self)
         return {}
 
     # ---- teardown ---------------------------------------------------------------------------
@@ -495,7 +496,7 @@ class Connection(asyncio.Protocol):
         if srv.connections.pop(self.id, None) is None:
             return
         for name in self.topics:
-            srv.subscribers.get(name, {}).pop(self, None)
+            srv._unsubscribe(name, self)
         for task in self.inflight.values():
             task.cancel()
         log.info("conn.close", extra={"conn": self.id, "peer": self.peer, "reason": reason})
@@ -517,6 +518,7 @@ class SimProtServer:
         # topic -> {connection: its transport}; a dict keeps subscription order (a set's hash order
         # is measurably slower to write to at 10,000 sockets) and publish needs no Connection attribute
         self.subscribers: dict[str, dict[Connection, asyncio.Transport]] = {}
+        self._by_audience: dict[str, dict[str, set[Connection]]] = {}  # topic -> audience name -> subscribers
         self._last_publish: dict[str, float] = {}  # topic -> loop time of its last event (for heartbeats)
         self._batching: Connection | None = None  # the connection whose input is being handled (its _out)
         self.topics: dict[str, Topic] = {}
@@ -544,6 +546,14 @@ class SimProtServer:
             topic = self.topics[name] = Topic(name, self.limits.event_buffer)
         return topic
 
+    def _unsubscribe(self, topic: str, conn: Connection) -> None:
+        self.subscribers.get(topic, {}).pop(conn, None)
+        named = self._by_audience.get(topic, {}).get(conn.audience)
+        if named is not None:
+            named.discard(conn)
+            if not named:
+                del self._by_audience[topic][conn.audience]
+
     def publish(self, topic: str, event: str, data: Any, audience: frozenset[str] | None = None) -> int:
         """Number an event, buffer it for resume, and write it to every subscriber.
 
@@ -561,10 +571,14 @@ class SimProtServer:
                 self._last_publish[topic] = now
             batching = self._batching
             limit = self.limits.max_send_buffer
-            for conn, tr in tuple(subs.items()):
+            if audience is None:
+                targets = tuple(subs.items())
+            else:
+                # addressed: look the few addressees up instead of scanning every subscriber
+                index = self._by_audience.get(topic, {})
+                targets = tuple((c, subs[c]) for name in audience for c in index.get(name, ()) if c in subs)
+            for conn, tr in targets:
                 if audience is not None:
-                    if conn.audience not in audience:
-                        continue
                     conn.last_tx = now
                 if conn is batching:
                     conn._out.append(frame)  # type: ignore[union-attr]  # stays in order with its answers
