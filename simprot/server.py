@@ -112,6 +112,7 @@ class Connection(asyncio.Protocol):
         self._decoder = FrameDecoder(min(PREAUTH_MAX_FRAME, server.limits.max_frame))
         self._out: list[bytes] | None = None  # batch of frames while handling one read
         self._granted: dict[str, bool] = {}
+        self._cork: list[bytes] | None = None  # addressed events waiting for the end of the loop iteration
         self._replay: list[bytes] | None = None  # missed events to send right after a subscribe answer
         self._paused = False
         now = server.loop.time()
@@ -212,6 +213,9 @@ class Connection(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
+        if self._cork:  # events gathered earlier in this loop iteration go first
+            data = b"".join(self._cork) + data
+            self._cork = None
         t.write(data)
         self.last_tx = self.server.loop.time()
         if t.get_write_buffer_size() > self.server.limits.max_send_buffer:
@@ -519,6 +523,7 @@ class SimProtServer:
         # is measurably slower to write to at 10,000 sockets) and publish needs no Connection attribute
         self.subscribers: dict[str, dict[Connection, asyncio.Transport]] = {}
         self._by_audience: dict[str, dict[str, set[Connection]]] = {}  # topic -> audience name -> subscribers
+        self._corked: list[Connection] = []  # connections holding addressed events until the loop iteration ends
         self._last_publish: dict[str, float] = {}  # topic -> loop time of its last event (for heartbeats)
         self._batching: Connection | None = None  # the connection whose input is being handled (its _out)
         self.topics: dict[str, Topic] = {}
@@ -561,8 +566,11 @@ class SimProtServer:
         event (now and on replay); the others see a gap in the sequence numbers.
         """
         t = self.topic(topic)
-        frame = t.publish(event, data, audience)
         subs = self.subscribers.get(topic)
+        if not subs:
+            t.publish(event, data, audience, encode=False)
+            return t.seq
+        frame: bytes = t.publish(event, data, audience)  # type: ignore[assignment]  # encoded: there are subscribers
         if subs:
             # the fan-out loop touches the transports, not the (cold) Connection objects; for a broadcast
             # the sweeper reads _last_publish instead of a last_tx per connection
@@ -582,11 +590,26 @@ class SimProtServer:
                     conn.last_tx = now
                 if conn is batching:
                     conn._out.append(frame)  # type: ignore[union-attr]  # stays in order with its answers
+                elif conn._cork is not None:
+                    conn._cork.append(frame)
+                elif audience is not None:
+                    # addressed events come in bursts (an offer and the agent's state changes): gather
+                    # them and write once at the end of this loop iteration instead of a send() each
+                    conn._cork = [frame]
+                    self._corked.append(conn)
+                    if len(self._corked) == 1:
+                        self.loop.call_soon(self._uncork)
                 elif not tr.is_closing():
                     tr.write(frame)
                     if tr.get_write_buffer_size() > limit:
                         conn._slow_consumer(tr)
         return t.seq
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, []
+        for conn in corked:
+            if conn._cork:
+                conn._write(b"")  # writes what the cork holds
 
     def _sweep(self) -> None:
         """Check one slice of the connections; a full pass takes ``_sweep_every`` seconds.

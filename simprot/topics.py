@@ -27,7 +27,12 @@ Entry = tuple[bytes, "frozenset[str] | None"]  # a frame and its audience (None:
 
 
 class Topic:
-    """One topic's sequence and replay buffer of ready-made frames."""
+    """One topic's sequence and replay buffer.
+
+    A buffered event keeps its frame when one was encoded for live subscribers; an event nobody was
+    subscribed to is kept unencoded and encoded only if a resuming client asks for it (most events
+    of a quiet topic are never replayed). Event data must not be changed after it is published.
+    """
 
     __slots__ = ("name", "seq", "_frames")
 
@@ -36,14 +41,21 @@ class Topic:
             raise ValueError("topic capacity must be at least 1")
         self.name = name
         self.seq = 0
-        self._frames: deque[Entry] = deque(maxlen=capacity)
+        self._frames: deque[list] = deque(maxlen=capacity)  # [frame | None, audience, seq, event, data]
 
-    def publish(self, event: str, data: Any, audience: frozenset[str] | None = None) -> bytes:
-        """Number the event and return its frame (encoded once, for every subscriber)."""
+    def publish(self, event: str, data: Any, audience: frozenset[str] | None = None,
+                encode: bool = True) -> bytes | None:
+        """Number the event; return its frame (encoded once, for every subscriber), or None when
+        ``encode`` is false (nobody to send it to now)."""
         self.seq += 1
-        frame = encode_frame([Kind.EVENT, self.name, self.seq, event, data])
-        self._frames.append((frame, audience))
+        frame = encode_frame([Kind.EVENT, self.name, self.seq, event, data]) if encode else None
+        self._frames.append([frame, audience, self.seq, event, data])
         return frame
+
+    def _entry(self, item: list) -> Entry:
+        if item[0] is None:
+            item[0] = encode_frame([Kind.EVENT, self.name, item[2], item[3], item[4]])
+        return item[0], item[1]
 
     @property
     def oldest(self) -> int:
@@ -63,4 +75,4 @@ class Topic:
         if after == self.seq:
             return ResumeMode.LIVE, []
         missed = self.seq - after
-        return ResumeMode.REPLAY, list(self._frames)[-missed:]
+        return ResumeMode.REPLAY, [self._entry(item) for item in list(self._frames)[-missed:]]
