@@ -21,8 +21,9 @@ import heapq
 from .agents import Effect, transition
 from .events import Action, AgentPending, CancelOffer, ContactStateChanged
 from .model import AgentProfile, Contact, ContactState, EngineError, MissKind, NotFound, Project, Strategy
-from .queues import AgentRt, ContactRt, FewestReady, ProjectRt, Queue, SkillReady, eligible, make_ready_set, score
-from .routing import ANSWERED, MISS_INPUT, OFFERED, PREF, RING, WAIT, WRAP, A, I, Q, Router
+from .queues import AgentRt, ContactRt, ProjectRt, Queue, eligible, score
+from .ready import FewestReady, SkillReady, make_ready_set
+from .routing import ANSWERED, MISS_INPUT, OFFERED, PREF, RING, WAIT, WRAP, A, I, Q, Router, held_order
 
 E = Effect
 _heappush = heapq.heappush
@@ -168,10 +169,9 @@ class Engine(Router):
     def end_wrap_up(self, agent_id: str, now: float) -> list[Action]:
         """The agent finished wrap-up early: READY, or what he chose meanwhile."""
         a = self._agent(agent_id)
-        transition(a.state, I.WRAP_UP_END, a.id)
         self._now = now
         out: list[Action] = []
-        self._end_wrap_up(a, "wrap-up done", now, out)
+        self._end_wrap_up(a, "wrap-up done", now, out)   # its table lookup rejects other states
         return out
 
     def _pend(self, a: AgentRt, what: str, reason: str, now: float, out: list[Action]) -> None:
@@ -279,7 +279,8 @@ class Engine(Router):
                 self._end_wrap_up(obj, "wrap-up timeout", now, out)
             elif kind == WAIT:
                 assert isinstance(obj, ContactRt)
-                self._overflow(obj, now, out)
+                if obj.state is Q:        # offered: a re-queue after the deadline overflows it
+                    self._overflow(obj, now, out)
             else:
                 assert isinstance(obj, ContactRt)
                 self._unhold(obj)
@@ -296,7 +297,7 @@ class Engine(Router):
         out: list[Action] = []
         pr = self._projects.get(p.id)
         if pr is None:
-            pr = self._projects[p.id] = ProjectRt(p)
+            pr = self._projects[p.id] = ProjectRt(p, self._backlog)
             self._key_project(pr)
             for a in self._candidates(p):
                 if eligible(a.profile, p):
@@ -331,7 +332,7 @@ class Engine(Router):
                 if c.state is not ANSWERED:
                     self._arm_wait(c, now)
         if p.strategy is not Strategy.PREFERRED_AGENT:
-            for c in sorted(pr.held, key=lambda c: (c.score, c.queued_at)):
+            for c in sorted(pr.held, key=held_order):
                 self._unhold(c)
                 self._arrive(c, now, out)
         self._match(pr, now, out)
@@ -362,12 +363,13 @@ class Engine(Router):
         for pr in new - rt.projects:
             rt.projects.add(pr)
             pr.agents.add(rt)
+            pr.set_limits()
         old_q = set(rt.queues)
         new_q = [q for pr in rt.projects for ch, q in pr.queues.items() if a.handles(ch)]
         added = [q for q in new_q if q not in old_q]
+        kept = set(new_q)
         e = rt.entry
         if e is not None:
-            kept = set(new_q)
             for q in rt.queues:
                 if q not in kept:
                     q.ready.purge(rt)
@@ -378,6 +380,10 @@ class Engine(Router):
                 q.ready.add(e, next(self._seq))   # at the end of a FIFO: he is new there
         rt.queues = new_q
         rt.relist()
+        for c in sorted(rt.personal, key=held_order):   # held on a channel he no longer handles
+            if c.queue not in kept:
+                self._unhold(c)
+                self._arrive(c, now, out)
         if e is not None and any(q.waiting for q in added):
             self._leave_ready(rt)
             self._free(rt, now, out)

@@ -207,10 +207,12 @@ class Project:
 
 
 def _requirements(value: Any) -> tuple[SkillRequirement, ...]:
+    items: Iterable[Any]
     if isinstance(value, Mapping):
-        items: Iterable[Any] = (SkillRequirement(s, lv) if type(s) is str else s for s, lv in value.items())
-        if not all(type(s) is str for s in value):
-            raise InvalidConfig("required_skills", "keys must be skill names")
+        for skill, level in value.items():
+            _id("required_skills key", skill)
+            _int(f"required_skills[{skill}]", level, 0, MAX_LEVEL)
+        items = [SkillRequirement(s, lv) for s, lv in value.items()]
     elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise InvalidConfig("required_skills", "must be a mapping {skill: min_level} or SkillRequirements")
     else:

@@ -10,50 +10,43 @@ Deletion is lazy: a contact that leaves other than from the head (cancel, overfl
 itself (``hseq = -1``); stale entries are dropped when they surface at the head, and the heap is
 rebuilt when they outnumber the live ones. ``waiting`` counts the live entries exactly.
 
-READY agents: per queue, ordered by the project's strategy. An agent who becomes READY makes ONE
-shared entry ``[agent]``; leaving READY kills it (``entry[0] = None``) in all his queues at once.
-Measured in the bench (10,000 agents, ~23 queues each): deleting an agent eagerly from 23 dicts
-costs ~4-7 µs of cache misses per state change; killing the entry costs ~0.1 µs.
-
-* :class:`FifoReady` — longest idle (the default; also the fallback order of PREFERRED_AGENT): a
-  deque of entries in the order agents became READY; the front live entry is the agent READY the
-  longest. Dead entries gather at the front (the longest READY are the likeliest to be taken by
-  another queue), so every append also drops up to two dead entries there: the cleaning is spread
-  over the producers instead of landing on the next contact (without it: up to 100 dead entries
-  per contact, 16 µs at p99). A deque holding more than 3 entries per eligible agent (at most one
-  is live each) is compacted, filtered at C speed.
-* :class:`BucketReady` — BEST_SKILL (key: minus the skill sum, :class:`SkillReady`) and
-  FEWEST_CONTACTS (key: contacts answered today, :class:`FewestReady`): a lazy FIFO deque per key,
-  smallest key first; every add drops up to two dead entries at the front of the best bucket,
-  where agents are taken. (Measured and rejected: a heap of (key, seq, entry) pops each dead entry
-  in O(log n), up to 100 µs per contact; exact dicts cost ~1 µs per add plus a removal.)
-* :class:`RingReady` — round robin: every agent who ever qualified gets a rank; READY agents are
-  bits of an int; ``first`` is the next set bit after the last agent chosen, wrapping around; a bit
-  of an agent found not READY any more is cleared then (rarely more than 3 per contact).
-
-When a READY agent stops qualifying for a queue (a configuration change), his entry there is
-purged (O(n), rare).
+READY agents: per queue, ordered by the project's strategy, with lazy deletion: see
+:mod:`ctiserver.acd.ready`. :meth:`AgentRt.index` is the hot loop that enters them.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import insort
 from collections import deque
-from collections.abc import Callable, Iterator
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import not_
 from typing import TYPE_CHECKING
 
 from .agents import AgentState
-from .model import AgentProfile, Channel, Contact, ContactState, MissKind, Project, Strategy
+from .model import AgentProfile, Channel, Contact, ContactState, MissKind, Project
+from .ready import (
+    BucketReady,
+    Entry,
+    FewestReady,
+    FifoReady,
+    ReadySet,
+    RingReady,
+    SkillReady,
+    alive,
+    clean_front,
+    make_ready_set,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 _heappush = heapq.heappush
 _heappop = heapq.heappop
-_alive = itemgetter(0)      # an entry [agent] is alive while entry[0] is the agent, dead when None
-Entry = list  # [AgentRt | None]
+_append = deque.append
+_consume = deque[object](maxlen=0).extend   # runs an iterator to its end, in C
+_repeat = repeat
+_compress = compress
+_not = not_
 
 
 class AgentRt:
@@ -61,7 +54,7 @@ class AgentRt:
 
     __slots__ = ("id", "profile", "state", "reason", "since", "workplace", "pending", "pending_reason",
                  "contact", "misses", "today", "projects", "queues", "entry", "personal", "wrap_tok",
-                 "fifo", "keyed", "rings", "heaps")
+                 "targets", "tidy", "skills", "dynamic", "rings", "heaps", "ticks")
 
     def __init__(self, profile: AgentProfile, now: float) -> None:
         self.id = profile.id
@@ -80,10 +73,13 @@ class AgentRt:
         self.personal: dict[ContactRt, None] = {}  # contacts held for him as preferred agent
         self.wrap_tok = 0
         self.entry: Entry | None = None         # the live READY entry, None when not indexed
-        # the READY structures of ``queues`` by kind, for speed
-        self.fifo: list[FifoReady] = []
-        self.keyed: list[tuple[BucketReady, int | None]] = []   # (structure, static key or None)
-        self.rings: list[tuple[RingReady, int]] = []            # (structure, his bit)
+        # what index() touches, precomputed by relist() (see there)
+        self.targets: list[deque[Entry]] = []
+        self.tidy: list[tuple[FifoReady | BucketReady, deque[Entry]]] = []
+        self.skills: list[SkillReady] = []
+        self.dynamic: list[FewestReady] = []
+        self.ticks = 0
+        self.rings: list[tuple[RingReady, int]] = []
         self.heaps: list[list[tuple[float, int, ContactRt]]] = []   # his queues' contact heaps
 
     @property
@@ -93,47 +89,58 @@ class AgentRt:
 
     def relist(self) -> None:
         """Call after ``queues``, his profile or a queue's READY structure changed (membership is
-        the caller's). Precomputes what :meth:`index` needs: static keys, ring bits."""
-        self.fifo = [q.ready for q in self.queues if type(q.ready) is FifoReady]  # type: ignore[misc]
-        self.keyed = [(q.ready, q.ready.static_key(self)) for q in self.queues if isinstance(q.ready, BucketReady)]
-        self.rings = [(q.ready, q.ready.mask_of(self)) for q in self.queues if type(q.ready) is RingReady]
+        the caller's). Precomputes what :meth:`index` touches: the deques his entry is appended to
+        (FIFO queues, and his bucket of each BEST_SKILL queue: its key is static), the FEWEST
+        queues (key changes), his bit in each ring, the contact heaps of his queues."""
+        self.targets, self.tidy, self.skills, self.dynamic, self.rings = [], [], [], [], []
+        for q in self.queues:
+            r = q.ready
+            if type(r) is FifoReady:
+                self.targets.append(r)
+                self.tidy.append((r, r))
+            elif type(r) is SkillReady:
+                d = r.bucket(r.key(self))
+                self.targets.append(d)
+                self.tidy.append((r, d))
+                self.skills.append(r)
+            elif type(r) is FewestReady:
+                self.dynamic.append(r)
+            else:
+                assert type(r) is RingReady
+                self.rings.append((r, r.mask_of(self)))
         self.heaps = [q.heap for q in self.queues]
 
     def index(self, seq: int) -> None:
-        """Enter the READY structure of each of his queues. The hot loop of an agent becoming free
-        with nothing waiting (~23 queues): the common paths of the structures' ``add`` inlined."""
+        """Enter the READY structure of each of his queues: the hot loop of an agent becoming free
+        with nothing waiting (~23 queues). The appends run in C. Then, at each deque he appended
+        to, up to two dead entries are dropped at its front (and at the front of each best bucket):
+        see the module docstring for why; every call does its share, so no call does much. One
+        call in four also checks the sizes (a compaction is rare)."""
         e = [self]
         self.entry = e
-        if seq & 3:
-            for dq in self.fifo:
-                dq.append(e)
-                if len(dq) > dq.limit:
-                    dq.compact()
-        else:
-            # Dead entries gather at the front (the longest READY are the likeliest to be taken
-            # elsewhere); one index in four drops up to 8 there in each queue, so the cleaning is
-            # spread over the producers and a contact seldom finds a run of them.
-            for dq in self.fifo:
-                dq.append(e)
-                n = 8
-                while n and dq[0][0] is None:
-                    dq.popleft()
-                    n -= 1
-                if len(dq) > dq.limit:
-                    dq.compact()
-        today = self.today
-        for b, k in self.keyed:
-            d = b.buckets.get(today if k is None else k)
-            if d is None:
-                b.add(e, seq)
-                continue
-            d.append(e)
-            b.n += 1
-            f = b.best
+        targets = self.targets
+        _consume(map(_append, targets, _repeat(e)))
+        for d in _compress(targets, map(_not, map(alive, map(alive, targets)))):   # dead fronts (C)
+            d.popleft()
+            if d[0][0] is None:
+                d.popleft()
+        for sk in self.skills:
+            f = sk.buckets[sk.keys[0]]
             if f and f[0][0] is None:
-                b.clean_front()   # (as above, where agents are taken)
-            if b.n > b.limit:
-                b.compact()
+                clean_front(f)
+        self.ticks = ticks = self.ticks + 1
+        if not ticks & 3:
+            for r, d in self.tidy:
+                if len(d) > r.limit:
+                    r.compact()
+        today = self.today
+        for b in self.dynamic:
+            d = b.buckets.get(today) or b.bucket(today)
+            d.append(e)
+            if not ticks & 3:
+                b.tidy(d)
+            elif d[0][0] is None:
+                d.popleft()
         for g, m in self.rings:
             g.bits |= m
 
@@ -175,248 +182,29 @@ def score(contact: Contact, project: Project, ageing_seconds: float) -> float:
     return contact.enqueued_at - (contact.priority + project.priority) * ageing_seconds
 
 
-# ==== READY structures ===========================================================================
-# Common interface: add(entry, seq) (entry alive), first() -> the agent to offer to or None,
-# purge(agent) (he no longer qualifies), live() -> the READY agents (for queries), ``limit``
-# (compaction threshold, set from the project's eligible agents).
-
-class FifoReady(deque):
-    """Longest idle: entries in the order agents became READY. A deque subclass carrying its own
-    ``limit``, so the hot loop touches one object per queue."""
-
-    __slots__ = ("limit",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.limit = 64
-
-    def add(self, e: Entry, seq: int) -> None:
-        self.append(e)
-        self.clean_front(8)
-        if len(self) > self.limit:
-            self.compact()
-
-    def clean_front(self, n: int) -> None:
-        while n and self and self[0][0] is None:
-            self.popleft()
-            n -= 1
-
-    def first(self) -> AgentRt | None:
-        while self:
-            a = self[0][0]
-            if a is not None:
-                return a
-            self.popleft()
-        return None
-
-    def compact(self) -> None:
-        live = list(filter(_alive, self))
-        self.clear()
-        self.extend(live)
-
-    def purge(self, a: AgentRt) -> None:
-        live = [e for e in self if e[0] is not None and e[0] is not a]
-        self.clear()
-        self.extend(live)
-
-    def live(self) -> Iterator[AgentRt]:
-        return iter(dict.fromkeys(e[0] for e in self if e[0] is not None))
-
-
-class BucketReady:
-    """Keyed READY structure: a FIFO deque of entries per key, smaller keys first, so equal keys go
-    longest idle first. Lazy like :class:`FifoReady`; the dead entries gather at the front of the
-    BEST bucket (that is where agents are taken), so every add drops up to two there. Subclasses
-    define ``key``; it must not change while the agent is READY."""
-
-    __slots__ = ("buckets", "keys", "best", "n", "limit")
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, deque[Entry]] = {}
-        self.keys: list[int] = []            # sorted keys of the buckets
-        self.best: deque[Entry] = deque()    # the bucket of keys[0] (an empty deque when none)
-        self.n = 0                           # entries in all buckets, live or dead
-        self.limit = 64
-
-    def key(self, a: AgentRt) -> int:
-        raise NotImplementedError
-
-    def static_key(self, a: AgentRt) -> int | None:
-        """The key if it cannot change while he qualifies (AgentRt.relist caches it), else None."""
-        return None
-
-    def add(self, e: Entry, seq: int) -> None:
-        """(AgentRt.index inlines the case where the bucket exists.)"""
-        k = self.key(e[0])
-        b = self.buckets.get(k)
-        if b is None:
-            b = self.buckets[k] = deque()
-            insort(self.keys, k)
-            self.best = self.buckets[self.keys[0]]
-        b.append(e)
-        self.n += 1
-        if self.best and self.best[0][0] is None:
-            self.clean_front()
-        if self.n > self.limit:
-            self.compact()
-
-    def clean_front(self) -> None:
-        f = self.best
-        for _ in range(2):
-            if not f or f[0][0] is not None:
-                return
-            f.popleft()
-            self.n -= 1
-
-    def first(self) -> AgentRt | None:
-        keys = self.keys
-        buckets = self.buckets
-        while keys:
-            b = buckets[keys[0]]
-            while b:
-                a = b[0][0]
-                if a is not None:
-                    return a
-                b.popleft()
-                self.n -= 1
-            del buckets[keys.pop(0)]   # empty: drop it (the next add of that key re-creates it)
-            self.best = buckets[keys[0]] if keys else deque()
-        return None
-
-    def _filter(self, keep: Callable[[Entry], object]) -> None:
-        n = 0
-        for k in list(self.keys):
-            b = self.buckets[k]
-            live = list(filter(keep, b))
-            if live:
-                b.clear()
-                b.extend(live)
-                n += len(live)
-            else:
-                del self.buckets[k]
-                self.keys.remove(k)
-        self.n = n
-        self.best = self.buckets[self.keys[0]] if self.keys else deque()
-
-    def compact(self) -> None:
-        self._filter(_alive)
-
-    def purge(self, a: AgentRt) -> None:
-        self._filter(lambda e: e[0] is not None and e[0] is not a)
-
-    def live(self) -> Iterator[AgentRt]:
-        return iter(dict.fromkeys(e[0] for k in self.keys for e in self.buckets[k] if e[0] is not None))
-
-
-class SkillReady(BucketReady):
-    """BEST_SKILL: minus the sum of the agent's levels in the project's required skills."""
-
-    __slots__ = ("project",)
-
-    def __init__(self, project: ProjectRt) -> None:
-        super().__init__()
-        self.project = project
-
-    def key(self, a: AgentRt) -> int:
-        return -skill_sum(a.profile, self.project.cfg)
-
-    def static_key(self, a: AgentRt) -> int | None:
-        return self.key(a)   # his profile and the project's configuration: both re-list him
-
-
-class FewestReady(BucketReady):
-    """FEWEST_CONTACTS: contacts answered today (it only changes while he is not READY)."""
-
-    __slots__ = ()
-
-    def key(self, a: AgentRt) -> int:
-        return a.today
-
-    def rekey(self) -> None:
-        """A new day: every READY agent's key changed; rebuild in READY order."""
-        entries = sorted((e for b in self.buckets.values() for e in b if e[0] is not None), key=lambda e: e[0].since)
-        self.buckets, self.keys, self.best, self.n = {}, [], deque(), 0
-        for e in entries:
-            self.add(e, 0)
-
-
-class RingReady:
-    __slots__ = ("bits", "mask", "members", "last", "limit")
-
-    def __init__(self) -> None:
-        self.bits = 0                            # bit r set: the agent of rank r may be READY
-        self.mask: dict[AgentRt, int] = {}       # agent -> 1 << his rank
-        self.members: list[AgentRt] = []         # rank -> agent
-        self.last = -1                           # rank of the agent chosen last
-        self.limit = 0                           # (unused: the bits are bounded by the members)
-
-    def mask_of(self, a: AgentRt) -> int:
-        m = self.mask.get(a)
-        if m is None:
-            m = self.mask[a] = 1 << len(self.members)
-            self.members.append(a)
-        return m
-
-    def add(self, e: Entry, seq: int) -> None:
-        self.bits |= self.mask_of(e[0])
-
-    def first(self) -> AgentRt | None:
-        while self.bits:
-            bits = self.bits
-            after = bits >> (self.last + 1)
-            r = self.last + (after & -after).bit_length() if after else (bits & -bits).bit_length() - 1
-            a = self.members[r]
-            if a.entry is not None:
-                return a
-            self.bits ^= 1 << r     # he left READY since: clear lazily
-        return None
-
-    def picked(self, a: AgentRt) -> None:
-        self.last = self.mask_of(a).bit_length() - 1   # also when he took the contact himself
-
-    def purge(self, a: AgentRt) -> None:
-        self.bits &= ~self.mask_of(a)
-
-    def live(self) -> Iterator[AgentRt]:
-        bits = self.bits
-        return (a for r, a in enumerate(self.members) if bits >> r & 1 and a.entry is not None)
-
-
-ReadySet = FifoReady | BucketReady | RingReady
-
-
-def skill_sum(profile: AgentProfile, project: Project) -> int:
-    skills = profile.skills
-    return sum(skills.get(r.skill, 0) for r in project.required_skills)
-
-
-def make_ready_set(project: ProjectRt) -> ReadySet:
-    strategy = project.cfg.strategy
-    r: ReadySet
-    if strategy is Strategy.BEST_SKILL:
-        r = SkillReady(project)
-    elif strategy is Strategy.FEWEST_CONTACTS:
-        r = FewestReady()
-    elif strategy is Strategy.ROUND_ROBIN:
-        r = RingReady()
-    else:
-        r = FifoReady()
-    r.limit = 3 * len(project.agents) + 64
-    return r
-
-
 # ==== queues and projects =========================================================================
+
+class Backlog:
+    """Contacts waiting in all queues' heaps (shared by the queues of one engine): an agent who
+    becomes free with nothing waiting anywhere skips looking at his ~23 heads."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
 
 class Queue:
     """Waiting contacts and READY agents of one (project, channel)."""
 
-    __slots__ = ("project", "channel", "heap", "waiting", "ready")
+    __slots__ = ("project", "channel", "heap", "waiting", "ready", "backlog")
 
-    def __init__(self, project: ProjectRt, channel: Channel) -> None:
+    def __init__(self, project: ProjectRt, channel: Channel, backlog: Backlog) -> None:
         self.project = project
         self.channel = channel
         self.heap: list[tuple[float, int, ContactRt]] = []
         self.waiting = 0
+        self.backlog = backlog
         self.ready: ReadySet = make_ready_set(project)
 
     # The heap's top entry is always live (or the heap is empty): whoever could leave a dead entry
@@ -428,6 +216,7 @@ class Queue:
         c.hseq = seq
         _heappush(self.heap, (c.score, seq, c))
         self.waiting += 1
+        self.backlog.n += 1
 
     def pop_head(self) -> ContactRt:
         """Remove and return the head (the heap must not be empty)."""
@@ -435,6 +224,7 @@ class Queue:
         c = _heappop(h)[2]
         c.hseq = -1
         self.waiting -= 1
+        self.backlog.n -= 1
         while h and h[0][2].hseq != h[0][1]:
             _heappop(h)
         return c
@@ -443,6 +233,7 @@ class Queue:
         """Take a waiting contact out from anywhere in the heap (lazily: its entry goes stale)."""
         c.hseq = -1
         self.waiting -= 1
+        self.backlog.n -= 1
         h = self.heap
         while h and h[0][2].hseq != h[0][1]:
             _heappop(h)
@@ -465,13 +256,13 @@ class ProjectRt:
     __slots__ = ("cfg", "id", "queues", "agents", "held", "key_skill", "entered", "offered", "answered",
                  "answered_in_sl", "abandoned", "overflowed_out", "overflowed_in")
 
-    def __init__(self, cfg: Project) -> None:
+    def __init__(self, cfg: Project, backlog: Backlog) -> None:
         self.cfg = cfg
         self.id = cfg.id
         self.agents: set[AgentRt] = set()
         self.held: dict[ContactRt, None] = {}    # contacts waiting for their preferred agent
         self.key_skill: str | None = None
-        self.queues = {ch: Queue(self, ch) for ch in Channel}
+        self.queues = {ch: Queue(self, ch, backlog) for ch in Channel}
         self.reset_counters()
 
     def set_limits(self) -> None:

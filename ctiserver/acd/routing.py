@@ -37,7 +37,7 @@ from .events import (
     ProjectStats,
 )
 from .model import ContactState, MissKind, NotFound
-from .queues import AgentRt, ContactRt, ProjectRt, RingReady, score
+from .queues import AgentRt, Backlog, ContactRt, ProjectRt, RingReady, score
 
 A, I, E = AgentState, AgentInput, Effect  # noqa: E741
 Q, OFFERED, ANSWERED = ContactState.QUEUED, ContactState.OFFERED, ContactState.ANSWERED
@@ -66,6 +66,7 @@ class Router:
         self._contacts: dict[str, ContactRt] = {}
         self._by_skill: dict[str, set[AgentRt]] = {}          # agents having the skill (any level)
         self._by_key: dict[str | None, set[ProjectRt]] = {}   # projects by their first required skill
+        self._backlog = Backlog()                             # contacts waiting in heaps, all queues
         self._timers: list[Timer] = []
         self._seq = itertools.count(1)
         self._now = 0.0   # the latest time given; used for configuration changes without a time
@@ -89,9 +90,10 @@ class Router:
             self._offer(c, a, now, out)
             return
         best = None
-        for h in a.heaps:   # the heads of his ~23 queues (a heap's top is always live)
-            if h and (best is None or h[0] < best):
-                best = h[0]
+        if self._backlog.n:
+            for h in a.heaps:   # the heads of his ~23 queues (a heap's top is always live)
+                if h and (best is None or h[0] < best):
+                    best = h[0]
         if best is not None:
             self._offer(best[2].queue.pop_head(), a, now, out)
         else:
@@ -246,8 +248,8 @@ class Router:
             return obj.ring_tok == tok and obj.state is OFFERED  # type: ignore[attr-defined]
         if kind == WRAP:
             return obj.wrap_tok == tok and obj.state is A.WRAP_UP  # type: ignore[attr-defined]
-        if kind == WAIT:
-            return obj.wait_tok == tok and obj.state is Q  # type: ignore[attr-defined]
+        if kind == WAIT:   # also while offered: a re-queue before the deadline still needs it
+            return obj.wait_tok == tok  # type: ignore[attr-defined]
         return obj.pref_tok == tok and obj.held_for is not None  # type: ignore[attr-defined]
 
     # ==== queries (for SimProt snapshots, EWT and tests) ==========================================

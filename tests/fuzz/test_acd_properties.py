@@ -1,0 +1,294 @@
+"""Property tests of the ACD engine: random event sequences with a fake clock.
+
+After EVERY step: no contact waits while an agent eligible for it is READY (no stall); no contact
+is offered to or held by two agents; no agent holds more than one contact, nor one of a channel he
+has no capacity for; the actions, replayed, give exactly the engine's agent states, contact states,
+miss counters and project counters. At the end, with agents kept available, every contact ends
+answered, abandoned or overflowed. Eligibility is recomputed here from the records, not taken from
+the engine's index. Only the documented errors may escape a call.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctiserver.acd import (
+    AcdError,
+    AgentPending,
+    AgentProfile,
+    AgentState,
+    AgentStateChanged,
+    AutoLogout,
+    CancelOffer,
+    Channel,
+    Contact,
+    ContactState,
+    ContactStateChanged,
+    Engine,
+    MissKind,
+    Offer,
+    Overflowed,
+    Project,
+    Strategy,
+)
+
+S, CS = AgentState, ContactState
+V, C = Channel.VOICE, Channel.CHAT
+TERMINAL = {CS.ENDED, CS.ABANDONED, CS.OVERFLOWED}
+PROFILES = [
+    {"skills": {"a": 1}},
+    {"skills": {"a": 3, "b": 2}, "languages": {"fr"}},
+    {"skills": {"b": 5}, "languages": {"fr", "de"}, "capacity": {V: 1, C: 2}},
+    {"skills": {}},
+    {"skills": {"a": 2}, "capacity": {C: 1}},
+]
+REQS: list[dict[str, int]] = [{}, {"a": 2}, {"b": 1}, {"a": 1, "b": 1}]
+STRATEGIES = list(Strategy)
+LIMITS = {MissKind.NO_ANSWER: 3, MissKind.REJECTED: 2, MissKind.UNREACHABLE: 4}
+KINDS = list(MissKind)
+DTS = [0.5, 1.0, 3.0, 10.0, 25.0, 40.0]
+
+
+def eligible(a: AgentProfile, p: Project, ch: Channel) -> bool:
+    return (a.capacity.get(ch, 0) > 0 and all(a.skills.get(r.skill, -1) >= r.min_level for r in p.required_skills)
+            and (p.language is None or p.language in a.languages))
+
+
+class Harness:
+    def __init__(self, n_agents: int, n_projects: int, variants: list[int]) -> None:
+        self.e = Engine(miss_limits=LIMITS, ageing_seconds=30.0, not_ready_reasons={"break", "lunch"})
+        self.now = 0.0
+        self.np = n_projects
+        self.projects: dict[str, Project] = {}
+        self.profiles: dict[str, AgentProfile] = {}
+        self.agent_state: dict[str, AgentState] = {}
+        self.misses: dict[str, dict[MissKind, int]] = {}
+        self.contact_state: dict[str, ContactState] = {}
+        self.offered_to: dict[str, str] = {}
+        self.counts: dict[tuple[str, str], int] = {}
+        self.n = 0
+        for k in range(n_projects):
+            self.set_project(k, variants[k % len(variants)])
+        for k in range(n_agents):
+            self.set_agent(k, k)
+
+    # ---- configuration -------------------------------------------------------------------------
+
+    def set_project(self, k: int, v: int) -> None:
+        p = Project(f"p{k}", priority=(v // 40) % 2, required_skills=REQS[v % 4], language=(None, "fr")[(v // 4) % 2],
+                    strategy=STRATEGIES[(v // 8) % 5], max_wait=40.0 + 10 * k, ring_timeout=10.0,
+                    overflow_project=f"p{k + 1}" if k + 1 < self.np else None, wrap_up_seconds=(0.0, 5.0, 3.0)[k % 3],
+                    preferred_fallback_seconds=15.0)
+        self.projects[p.id] = p
+        self.apply(self.e.upsert_project(p, now=self.now))
+
+    def set_agent(self, k: int, v: int) -> None:
+        spec = PROFILES[v % len(PROFILES)]
+        a = AgentProfile(f"a{k}", skills=spec["skills"], languages=frozenset(spec.get("languages", ())),
+                         capacity=spec.get("capacity", {V: 1}))
+        self.profiles[a.id] = a
+        self.agent_state.setdefault(a.id, S.LOGGED_OUT)
+        self.misses.setdefault(a.id, dict.fromkeys(MissKind, 0))
+        self.apply(self.e.upsert_agent(a, now=self.now))
+
+    # ---- driving -------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple:
+        e = self.e
+        return (e.agents(), e.contacts(), [e.waiting(p) for p in self.projects],
+                [e.project_stats(p) for p in self.projects], e.next_deadline())
+
+    def call(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        before = self.snapshot()
+        try:
+            acts = fn(*args)
+        except AcdError:
+            assert self.snapshot() == before, f"{fn.__name__}{args} failed half-way"   # documented: no change
+            return
+        self.apply(acts)
+
+    def step(self, op: int, i: int, j: int) -> None:
+        e = self.e
+        aid = f"a{i % len(self.profiles)}"
+        cur = e.agent(aid).contact_id or f"c{j}"
+        if op == 0:
+            self.call(e.login, aid, self.now, f"ws{i}")
+        elif op == 1:
+            self.call(e.logout, aid, self.now, "bye")
+        elif op == 2:
+            self.call(e.ready, aid, self.now)
+        elif op == 3:
+            self.call(e.not_ready, aid, self.now, ("break", "lunch", "coffee")[j % 3])
+        elif op == 4:
+            self.call(e.ringing, aid, cur, self.now)
+        elif op == 5:
+            self.call(e.accept, aid, cur, self.now)
+        elif op == 6:
+            self.call(e.reject, aid, cur, self.now)
+        elif op == 7:
+            self.call(e.offer_failed, aid, cur, self.now, KINDS[j % 3])
+        elif op == 8:
+            self.call(e.end_contact, aid, cur, self.now)
+        elif op == 9:
+            self.call(e.end_wrap_up, aid, self.now)
+        elif op in (10, 11):
+            self.n += 1
+            c = Contact(f"c{self.n}", f"p{j % self.np}", channel=C if (j // 3) % 4 == 0 else V, priority=(j // 12) % 3,
+                        enqueued_at=self.now - (j % 5), preferred_agent=aid if j % 2 else None)
+            self.call(e.enqueue, c, self.now)
+        elif op == 12:
+            live = [c.contact_id for c in e.contacts()]
+            self.call(e.cancel, live[j % len(live)] if live else f"c{j}", self.now)
+        elif op == 13:
+            self.now += DTS[j % len(DTS)]
+            self.apply(e.on_timer(self.now))
+            d = e.next_deadline()
+            assert d is None or d > self.now
+        elif op == 14:
+            self.set_agent(i % len(self.profiles), j)
+        else:
+            self.set_project(i % self.np, j * 7 + i)
+
+    # ---- the history the actions tell, checked as it arrives ----------------------------------
+
+    def count(self, pid: str, what: str) -> None:
+        self.counts[(pid, what)] = self.counts.get((pid, what), 0) + 1
+
+    def apply(self, acts: list) -> None:
+        for a in acts:
+            if isinstance(a, AgentStateChanged):
+                assert a.old is self.agent_state[a.agent_id], a
+                assert a.at == self.now
+                if a.old is S.LOGGED_OUT:
+                    self.misses[a.agent_id] = dict.fromkeys(MissKind, 0)
+                self.agent_state[a.agent_id] = a.new
+            elif isinstance(a, ContactStateChanged):
+                assert a.old is self.contact_state.get(a.contact_id), a
+                assert self.contact_state.get(a.contact_id) not in TERMINAL
+                self.contact_state[a.contact_id] = a.new
+                if a.old is None:
+                    self.count(a.project_id, "entered")
+                if a.new is CS.OFFERED:
+                    self.offered_to[a.contact_id] = a.agent_id  # type: ignore[assignment]
+                    self.count(a.project_id, "offered")
+                elif a.old is CS.OFFERED and a.new is CS.QUEUED and a.reason in {k.value for k in MissKind}:
+                    self.misses[a.agent_id][MissKind(a.reason)] += 1  # type: ignore[index]
+                elif a.new is CS.ANSWERED:
+                    assert a.agent_id == self.offered_to[a.contact_id]
+                    self.misses[a.agent_id] = dict.fromkeys(MissKind, 0)  # type: ignore[index]
+                    self.count(a.project_id, "answered")
+                elif a.new is CS.ABANDONED:
+                    self.count(a.project_id, "abandoned")
+            elif isinstance(a, Offer):
+                assert self.contact_state[a.contact_id] is CS.OFFERED and self.offered_to[a.contact_id] == a.agent_id
+                assert self.agent_state[a.agent_id] is S.RESERVED
+                cv = self.e.contact(a.contact_id)
+                assert eligible(self.profiles[a.agent_id], self.projects[cv.project_id], cv.channel), a
+            elif isinstance(a, AutoLogout):
+                assert a.misses == LIMITS[a.kind] == self.misses[a.agent_id][a.kind]
+            elif isinstance(a, Overflowed):
+                self.count(a.from_project, "overflowed_out")
+                if a.to_project is not None:
+                    self.count(a.to_project, "overflowed_in")
+                    self.count(a.to_project, "entered")
+            else:
+                assert isinstance(a, (CancelOffer, AgentPending)), a
+
+    # ---- invariants after every step ----------------------------------------------------------
+
+    def check(self) -> None:
+        e = self.e
+        views = {v.agent_id: v for v in e.agents()}
+        live = {c.contact_id: c for c in e.contacts()}
+        assert set(live) == {cid for cid, s in self.contact_state.items() if s not in TERMINAL}
+        holders: dict[str, str] = {}
+        for aid, v in views.items():
+            assert v.state is self.agent_state[aid] and v.misses == self.misses[aid]
+            if v.state in (S.RESERVED, S.OFFERED, S.BUSY):
+                c = live[v.contact_id]  # type: ignore[index]
+                assert c.contact_id not in holders and c.agent_id == aid        # one agent per contact
+                holders[c.contact_id] = aid
+                assert c.state is (CS.ANSWERED if v.state is S.BUSY else CS.OFFERED)
+            else:
+                assert v.contact_id is None                                     # capacity: at most one
+        ready = [aid for aid, v in views.items() if v.state is S.READY]
+        for cid, c in live.items():
+            assert c.state is self.contact_state[cid]
+            if c.state is CS.QUEUED:
+                assert c.agent_id is None and cid not in holders
+                if c.held_for is not None:     # waits for HIM only, while he is there and qualifies
+                    assert views[c.held_for].state not in (S.READY, S.LOGGED_OUT), (cid, c.held_for)
+                    assert eligible(self.profiles[c.held_for], self.projects[c.project_id], c.channel)
+                    assert self.projects[c.project_id].strategy is Strategy.PREFERRED_AGENT
+                else:
+                    p = self.projects[c.project_id]
+                    stalled = [a for a in ready if eligible(self.profiles[a], p, c.channel)]
+                    assert not stalled, f"{cid} waits in {c.project_id} while {stalled} are READY"
+                    assert e.position(cid) is not None
+            else:
+                assert holders.get(cid) == c.agent_id
+        for pid in self.projects:
+            st_ = e.project_stats(pid)
+            waiting = e.waiting(pid)
+            assert sorted(waiting) == sorted(cid for cid, c in live.items()
+                                             if c.project_id == pid and c.state is CS.QUEUED)
+            assert st_.waiting == len(waiting)
+            for what in ("entered", "offered", "answered", "abandoned", "overflowed_out", "overflowed_in"):
+                assert getattr(st_, what) == self.counts.get((pid, what), 0), (pid, what)
+
+    def drain(self) -> None:
+        """Agents stay available: everything must end."""
+        e = self.e
+        for _ in range(400):
+            for aid in self.profiles:
+                v = e.agent(aid)
+                cid = v.contact_id or ""
+                if v.state is S.LOGGED_OUT:
+                    self.apply(e.login(aid, self.now))
+                elif v.state is S.NOT_READY:
+                    self.apply(e.ready(aid, self.now))
+                elif v.state in (S.RESERVED, S.OFFERED):
+                    self.apply(e.accept(aid, cid, self.now))
+                elif v.state is S.BUSY:
+                    self.apply(e.end_contact(aid, cid, self.now))
+                elif v.state is S.WRAP_UP:
+                    self.apply(e.end_wrap_up(aid, self.now))
+                self.check()
+            if not e.contacts():
+                break
+            self.now += 5.0
+            self.apply(e.on_timer(self.now))
+            self.check()
+        assert not e.contacts()
+        assert set(self.contact_state.values()) <= TERMINAL
+
+
+# how often each op (0..15, see Harness.step) is drawn: mostly the ordinary flow of work
+WEIGHTS = [3, 1, 6, 2, 2, 6, 3, 2, 5, 3, 6, 6, 2, 5, 1, 1]
+OP_TABLE = [op for op, w in enumerate(WEIGHTS) for _ in range(w)]
+OPS = st.tuples(st.sampled_from(OP_TABLE), st.integers(0, 9), st.integers(0, 63))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(variants=st.lists(st.integers(0, 79), min_size=1, max_size=3), ops=st.lists(OPS, min_size=40, max_size=120))
+def test_random_sequences_keep_the_invariants(variants: list[int], ops: list[tuple[int, int, int]]) -> None:
+    h = Harness(5, 3, variants)
+    h.check()
+    for op, i, j in ops:
+        h.step(op, i, j)
+        h.check()
+    h.drain()
+
+
+def test_long_random_runs() -> None:
+    """Longer runs on a bigger table than hypothesis draws (fixed seeds: reproducible)."""
+    for seed in range(4):
+        rng = random.Random(seed)
+        h = Harness(12, 6, [rng.randrange(80) for _ in range(6)])
+        for _ in range(1500):
+            h.step(rng.choices(range(16), WEIGHTS)[0], rng.randrange(12), rng.randrange(64))
+            h.check()
+        h.drain()
