@@ -352,6 +352,7 @@ class Distribution:
             Operation("agent.status", lambda conn, args: self._agent_view(conn.principal.username), "acd.agent"),
             Operation("acd.snapshot", lambda conn, args: self.snapshot(), "acd.supervise"),
             Operation("acd.reload", self.op_reload, "acd.configure"),
+            Operation("acd.agent.skills", self.op_skills, "acd.supervise"),
             Operation("acd.agent.force", self.op_force, "acd.supervise"),
             Operation("contact.enqueue", self.op_enqueue, "contacts.enqueue"),
             Operation("contact.status", self.op_contact_status, "contacts.enqueue"),
@@ -393,6 +394,36 @@ class Distribution:
         except AcdError as exc:
             raise _err(exc) from None
         return {"agents": len(self.account_ids)}
+
+    async def op_skills(self, conn: Connection, args: dict) -> dict:
+        """Replace an agent's skills (ACD-1, MOD-2): stored, then effective for routing at once."""
+        agent = _arg(args, "agent")
+        skills = _arg(args, "skills", dict)
+        if not all(type(k) is str and type(v) is int and 1 <= v <= 10 for k, v in skills.items()):
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "skills: a map of skill name to level 1..10",
+                               {"field": "skills"})
+        aid = self.account_ids.get(agent)
+        if aid is None:
+            raise RequestError(ErrorCode.NOT_FOUND, f"agent: no agent {agent!r}", {"field": "agent"})
+        try:
+            async with self.pool.acquire() as db, db.transaction():
+                await db.execute("DELETE FROM cc.agent_skills WHERE account_id = $1", aid)
+                await db.executemany("INSERT INTO cc.agent_skills (account_id, skill, level) VALUES ($1, $2, $3)",
+                                     [(aid, k, v) for k, v in skills.items()])
+                row = await db.fetchrow("SELECT account_id, languages, capacity FROM cc.agents WHERE account_id = $1",
+                                        aid)
+        except asyncpg.ForeignKeyViolationError:
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "skills: unknown skill", {"field": "skills"}) from None
+        try:
+            self._upsert_agent({"account_id": aid, "username": agent, "languages": row["languages"],
+                                "capacity": row["capacity"], "skills": skills})
+        except AcdError as exc:
+            raise _err(exc) from None
+        self._apply([], f"supervisor:{conn.principal.username}")
+        if self.server is not None:
+            self.server.publish("acd", "agent.skills", {"agent": agent, "skills": skills,
+                                                        "by": conn.principal.username})
+        return self._agent_view(agent)
 
     def op_force(self, conn: Connection, args: dict) -> dict:
         agent = _arg(args, "agent")

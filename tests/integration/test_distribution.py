@@ -155,3 +155,32 @@ async def test_ctictl_views_and_supervisor_actions(core: Core) -> None:
     assert res.returncode == 1 and "NOT_FOUND" in res.stderr
     await agent.close()
     await admin.close()
+
+
+async def test_supervisor_changes_skills_and_routing_follows(core: Core) -> None:
+    from simprot.errors import ErrorCode, RequestError
+
+    admin = await core.connected()
+    await configure(core, admin, [AGENT])
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.skills (skill) VALUES ('ehic')")
+    await pool.execute("INSERT INTO cc.projects (project) VALUES ('ehic')")
+    await pool.execute("INSERT INTO cc.project_skills (project, skill) VALUES ('ehic', 'ehic')")
+    await admin.request("acd.reload")
+    agent = await core.connected(AGENT, AGENT_PW)
+    await agent.request("agent.login", {})
+    await agent.request("agent.ready")
+    waiting = (await admin.request("contact.enqueue", {"project": "ehic"}))["contact"]
+    assert (await admin.request("contact.status", {"contact": waiting}))["state"] == "queued"  # nobody can
+    view = await admin.request("acd.agent.skills", {"agent": AGENT, "skills": {"general": 5, "ehic": 2}})
+    assert "ehic" in view["projects"]
+    assert (await admin.request("contact.status", {"contact": waiting}))["agent"] == AGENT  # offered at once
+    assert await pool.fetchval("SELECT level FROM cc.agent_skills WHERE skill = 'ehic'") == 2
+    try:
+        await admin.request("acd.agent.skills", {"agent": AGENT, "skills": {"juggling": 3}})
+    except RequestError as exc:
+        assert exc.code is ErrorCode.INVALID_ARGUMENT and exc.details["field"] == "skills"
+    else:
+        raise AssertionError("an unknown skill was accepted")
+    await agent.close()
+    await admin.close()
