@@ -114,7 +114,7 @@ class AgentRt:
         """Enter the READY structure of each of his queues: the hot loop of an agent becoming free
         with nothing waiting (~23 queues). The appends run in C. Then, at each deque he appended
         to, up to two dead entries are dropped at its front (and at the front of each best bucket):
-        see the module docstring for why; every call does its share, so no call does much. One
+        see :mod:`ctiserver.acd.ready` for why; every call does its share, so no call does much. One
         call in four also checks the sizes (a compaction is rare)."""
         e = [self]
         self.entry = e

@@ -135,7 +135,8 @@ class Harness:
         elif op == 9:
             self.call(e.end_wrap_up, aid, self.now)
         elif op in (10, 11):
-            self.n += 1
+            if j % 8 or not self.n:   # else: the last id again (a duplicate while it lives)
+                self.n += 1
             c = Contact(f"c{self.n}", f"p{j % self.np}", channel=C if (j // 3) % 4 == 0 else V, priority=(j // 12) % 3,
                         enqueued_at=self.now - (j % 5), preferred_agent=aid if j % 2 else None)
             self.call(e.enqueue, c, self.now)
@@ -166,8 +167,11 @@ class Harness:
                     self.misses[a.agent_id] = dict.fromkeys(MissKind, 0)
                 self.agent_state[a.agent_id] = a.new
             elif isinstance(a, ContactStateChanged):
-                assert a.old is self.contact_state.get(a.contact_id), a
-                assert self.contact_state.get(a.contact_id) not in TERMINAL
+                prev = self.contact_state.get(a.contact_id)
+                if a.old is None:   # a new contact (an id may be used again once its contact ended)
+                    assert prev is None or prev in TERMINAL, a
+                else:
+                    assert a.old is prev and prev not in TERMINAL, a
                 self.contact_state[a.contact_id] = a.new
                 if a.old is None:
                     self.count(a.project_id, "entered")
