@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -47,6 +48,7 @@ from .acd import (
     Overflowed,
     Project,
 )
+from .acd.entry import EntryRule, route_entry
 from .acd.ewt import EwtEstimator, EwtFeed
 from .history import HistoryWriter
 
@@ -86,6 +88,7 @@ class Distribution:
         self.contacts: dict[str, dict[str, Any]] = {}       # live contact records (history, owner)
         self.intervals: dict[str, tuple[str, str, float]] = {}  # agent -> (state, reason, since)
         self._timer: asyncio.TimerHandle | None = None
+        self.entry_rules: list[EntryRule] = []
 
     # ---- start-up ---------------------------------------------------------------------------
     async def load(self) -> None:
@@ -110,6 +113,10 @@ class Distribution:
                     LEFT JOIN cc.agent_skills s USING (account_id)
                     GROUP BY a.account_id, acc.username"""):
                 self._upsert_agent(r)
+
+            self.entry_rules = [EntryRule(r["position"], r["project"], r["pilot"], r["caller_prefix"], r["data_key"],
+                                          r["data_value"], r["time_from"], r["time_to"])
+                                for r in await conn.fetch("SELECT * FROM cc.entry_rules")]
 
     async def restore(self) -> None:
         """Agent sessions and contacts that were live when the previous process stopped."""
@@ -452,8 +459,15 @@ class Distribution:
         return status
 
     def _enqueue_now(self, conn: Connection, args: dict) -> dict:
-        project = _arg(args, "project")
         data = _arg(args, "data", dict, required=False, default={})
+        project = _arg(args, "project", required=False)
+        if project is None:  # no project named: the entry rules decide from pilot, caller, data and time
+            pilot = _arg(args, "pilot", required=False)
+            caller = _arg(args, "caller", required=False)
+            project = route_entry(self.entry_rules, pilot, caller, data, datetime.now().time())
+            if project is None:
+                raise RequestError(ErrorCode.NOT_FOUND, f"project: no entry rule matches pilot {pilot!r}",
+                                   {"field": "project"})
         now = self.clock()
         record = {"contact": _arg(args, "contact", required=False) or "k" + secrets.token_hex(8),
                   "project": project, "channel": _arg(args, "channel", required=False, default="voice"),

@@ -184,3 +184,27 @@ async def test_supervisor_changes_skills_and_routing_follows(core: Core) -> None
         raise AssertionError("an unknown skill was accepted")
     await agent.close()
     await admin.close()
+
+
+async def test_entry_rules_choose_the_project(core: Core) -> None:
+    from simprot.errors import ErrorCode, RequestError
+
+    admin = await core.connected()
+    await configure(core, admin, [AGENT])
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.skills (skill) VALUES ('ehic')")
+    await pool.execute("INSERT INTO cc.projects (project) VALUES ('ehic')")
+    await pool.execute("INSERT INTO cc.project_skills (project, skill) VALUES ('ehic', 'ehic')")
+    await pool.execute("""INSERT INTO cc.entry_rules (position, pilot, data_key, data_value, project) VALUES
+                          (10, '200', 'menu', '3', 'ehic'), (20, '200', NULL, NULL, 'general')""")
+    await admin.request("acd.reload")
+    a = await admin.request("contact.enqueue", {"pilot": "200", "caller": "420271004245", "data": {"menu": "3"}})
+    b = await admin.request("contact.enqueue", {"pilot": "200", "data": {"menu": "1"}})
+    assert (a["project"], b["project"]) == ("ehic", "general")
+    try:
+        await admin.request("contact.enqueue", {"pilot": "999"})
+    except RequestError as exc:
+        assert exc.code is ErrorCode.NOT_FOUND and exc.details["field"] == "project"
+    else:
+        raise AssertionError("a contact no rule matches was queued")
+    await admin.close()
