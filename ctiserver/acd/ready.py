@@ -33,6 +33,7 @@ purged (O(n), rare).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -102,7 +103,7 @@ def clean_front(d: deque[Entry]) -> None:
         n -= 1
 
 
-class BucketReady:
+class BucketReady(ABC):
     """Keyed READY structure: a FIFO deque of entries per key, smaller keys first, so equal keys go
     longest idle first. Lazy like :class:`FifoReady`: dead entries gather at the fronts of the
     buckets, above all the best one (where agents are taken); ``tidy`` drops some there.
@@ -117,8 +118,9 @@ class BucketReady:
         self.keys: list[int] = []            # sorted keys of the buckets
         self.limit = 64
 
+    @abstractmethod
     def key(self, a: AgentRt) -> int:
-        raise NotImplementedError
+        """The agent's bucket key (fixed while he is READY); each strategy's subclass defines it."""
 
     def bucket(self, k: int) -> deque[Entry]:
         d = self.buckets.get(k)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import asyncpg
+
 from ctiserver.app import App
 from simprot.client import SimProtClient
 from tests.integration.conftest import ADMIN, ADMIN_PW, AGENT, AGENT_PW, Core
@@ -28,6 +30,15 @@ async def configure(core: Core, admin: SimProtClient, agents: list[str]) -> None
         await pool.execute("INSERT INTO cc.agents (account_id) VALUES ($1)", aid)
         await pool.execute("INSERT INTO cc.agent_skills (account_id, skill, level) VALUES ($1, 'general', 5)", aid)
     assert (await admin.request("acd.reload"))["agents"] == len(agents)
+
+
+async def add_ehic_project(core: Core) -> asyncpg.Pool:
+    """A second project, 'ehic', needing skill 'ehic' (not reloaded: callers add more, then reload)."""
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("INSERT INTO cc.skills (skill) VALUES ('ehic')")
+    await pool.execute("INSERT INTO cc.projects (project) VALUES ('ehic')")
+    await pool.execute("INSERT INTO cc.project_skills (project, skill) VALUES ('ehic', 'ehic')")
+    return pool
 
 
 async def test_a_contact_is_offered_answered_and_recorded(core: Core) -> None:
@@ -162,10 +173,7 @@ async def test_supervisor_changes_skills_and_routing_follows(core: Core) -> None
 
     admin = await core.connected()
     await configure(core, admin, [AGENT])
-    pool = core.app.db.pool  # type: ignore[union-attr]
-    await pool.execute("INSERT INTO cc.skills (skill) VALUES ('ehic')")
-    await pool.execute("INSERT INTO cc.projects (project) VALUES ('ehic')")
-    await pool.execute("INSERT INTO cc.project_skills (project, skill) VALUES ('ehic', 'ehic')")
+    pool = await add_ehic_project(core)
     await admin.request("acd.reload")
     agent = await core.connected(AGENT, AGENT_PW)
     await agent.request("agent.login", {})
@@ -191,10 +199,7 @@ async def test_entry_rules_choose_the_project(core: Core) -> None:
 
     admin = await core.connected()
     await configure(core, admin, [AGENT])
-    pool = core.app.db.pool  # type: ignore[union-attr]
-    await pool.execute("INSERT INTO cc.skills (skill) VALUES ('ehic')")
-    await pool.execute("INSERT INTO cc.projects (project) VALUES ('ehic')")
-    await pool.execute("INSERT INTO cc.project_skills (project, skill) VALUES ('ehic', 'ehic')")
+    pool = await add_ehic_project(core)
     await pool.execute("""INSERT INTO cc.entry_rules (position, pilot, data_key, data_value, project) VALUES
                           (10, '200', 'menu', '3', 'ehic'), (20, '200', NULL, NULL, 'general')""")
     await admin.request("acd.reload")
