@@ -18,6 +18,7 @@ from .events import (
     Offer,
     Overflowed,
     ProjectStats,
+    WaitingNotice,
 )
 from .model import (
     AcdError,
@@ -39,5 +40,5 @@ __all__ = [
     "AgentStateChanged", "AgentView", "AutoLogout", "CancelOffer", "Channel", "Contact", "ContactState",
     "ContactStateChanged", "ContactView", "Effect", "Engine", "EngineError", "IllegalTransition",
     "InvalidConfig", "MissKind", "NotFound", "Offer", "Overflowed", "Project", "ProjectStats",
-    "SkillRequirement", "Strategy", "render_table", "transition",
+    "SkillRequirement", "Strategy", "WaitingNotice", "render_table", "transition",
 ]

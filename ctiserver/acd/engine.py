@@ -20,10 +20,21 @@ import heapq
 
 from .agents import Effect, transition
 from .events import Action, AgentPending, CancelOffer, ContactStateChanged
-from .model import AgentProfile, Contact, ContactState, EngineError, MissKind, NotFound, Project, Strategy
+from .model import (
+    AgentProfile,
+    Channel,
+    Contact,
+    ContactState,
+    EngineError,
+    InvalidConfig,
+    MissKind,
+    NotFound,
+    Project,
+    Strategy,
+)
 from .queues import AgentRt, ContactRt, ProjectRt, Queue, eligible, score
 from .ready import FewestReady, SkillReady, make_ready_set
-from .routing import ANSWERED, MISS_INPUT, OFFERED, PREF, RING, WAIT, WRAP, A, I, Q, Router, held_order
+from .routing import ANN, ANSWERED, CBO, MISS_INPUT, OFFERED, PREF, RING, WAIT, WRAP, A, I, Q, Router, held_order
 
 E = Effect
 _heappush = heapq.heappush
@@ -127,7 +138,7 @@ class Engine(Router):
         p.answered += 1
         if now - c.queued_at <= p.cfg.sl_target_seconds:
             p.answered_in_sl += 1
-        c.state, c.ring_tok, c.wait_tok = ANSWERED, 0, 0
+        c.state, c.ring_tok, c.wait_tok, c.ann_tok, c.cb_tok = ANSWERED, 0, 0, 0, 0
         self._set(a, nxt, "answered", now, out)
         out.append(ContactStateChanged(c.id, OFFERED, ANSWERED, "answered", now, a.id, p.id))
         return out
@@ -213,7 +224,7 @@ class Engine(Router):
             a = self._agents.get(contact.preferred_agent)
             if (a is not None and a.state is not A.LOGGED_OUT and p in a.projects
                     and a.profile.handles(contact.channel)):
-                if a.state is A.READY:
+                if a.state is A.READY and not c.queue.paused:
                     self._offer(c, a, now, out)
                     return out
                 if cfg.preferred_fallback_seconds > 0:
@@ -229,6 +240,15 @@ class Engine(Router):
     def cancel(self, contact_id: str, now: float, reason: str = "abandoned") -> list[Action]:
         """The customer left (or the owner withdrew the contact) before it was answered; an
         offered contact's agent gets READY again (not a miss)."""
+        return self._leave(contact_id, now, reason, ContactState.ABANDONED)
+
+    def callback(self, contact_id: str, now: float) -> list[Action]:
+        """The customer chose a callback instead of waiting (waiting rules, OUT-1): the contact
+        leaves the queue as CALLBACK; an offered contact's agent gets READY again (not a miss).
+        Scheduling the callback is its owner's job."""
+        return self._leave(contact_id, now, "callback", ContactState.CALLBACK)
+
+    def _leave(self, contact_id: str, now: float, reason: str, new: ContactState) -> list[Action]:
         c = self._contacts.get(contact_id)
         if c is None:
             raise NotFound(f"unknown contact {contact_id}")
@@ -244,8 +264,11 @@ class Engine(Router):
             _, nxt = transition(a.state, I.RELEASE, a.id)
             out.append(CancelOffer(a.id, c.id, reason))
             a.contact = None
-        c.project.abandoned += 1
-        self._forget(c, ContactState.ABANDONED, reason, now, out)
+        if new is ContactState.CALLBACK:
+            c.project.callbacks += 1
+        else:
+            c.project.abandoned += 1
+        self._forget(c, new, reason, now, out)
         if a is not None and nxt is not None:
             self._set(a, nxt, "offer cancelled", now, out)
             self._free(a, now, out)
@@ -281,10 +304,59 @@ class Engine(Router):
                 assert isinstance(obj, ContactRt)
                 if obj.state is Q:        # offered: a re-queue after the deadline overflows it
                     self._overflow(obj, now, out)
+            elif kind == ANN or kind == CBO:
+                assert isinstance(obj, ContactRt)
+                self._waiting_rule(obj, kind, now, out)
             else:
                 assert isinstance(obj, ContactRt)
                 self._unhold(obj)
                 self._arrive(obj, now, out)
+        return out
+
+    # ==== pause and resume (supervisors, MOD-2) ===================================================
+
+    def pause(self, *, project: str | None = None, channel: Channel | str | None = None,
+              now: float | None = None) -> list[Action]:
+        """Stop offering the contacts of a project, or of a channel in every project: they wait,
+        in order, and keep their timers (max wait still overflows them: the caller's protection).
+        Offers already made run their course. Pausing what is paused changes nothing."""
+        return self._set_paused(True, project, channel, now)
+
+    def resume(self, *, project: str | None = None, channel: Channel | str | None = None,
+               now: float | None = None) -> list[Action]:
+        """Undo :meth:`pause`; waiting contacts go to READY agents at once (a queue stays paused
+        while its project or its channel still is)."""
+        return self._set_paused(False, project, channel, now)
+
+    def paused_channels(self) -> frozenset[Channel]:
+        return frozenset(self._paused_channels)
+
+    def _set_paused(self, paused: bool, project: str | None, channel: Channel | str | None,
+                    now: float | None) -> list[Action]:
+        if (project is None) == (channel is None):
+            raise EngineError("name a project or a channel", hint="INVALID_ARGUMENT")
+        now = self._now if now is None else now
+        if project is not None:
+            pr = self._project(project)
+            pr.paused = paused
+            queues = list(pr.queues.values())
+        else:
+            try:
+                ch = Channel(channel)
+            except ValueError:
+                raise InvalidConfig("channel", f"unknown channel {channel!r}") from None
+            (self._paused_channels.add if paused else self._paused_channels.discard)(ch)
+            queues = [pr.queues[ch] for pr in self._projects.values()]
+        changed = [q for q in queues if q.paused != (q.project.paused or q.channel in self._paused_channels)]
+        for q in changed:
+            q.paused = not q.paused
+        for a in {a for q in changed for a in q.project.agents if a.profile.handles(q.channel)}:
+            a.relist()
+        self._now = max(self._now, now)
+        out: list[Action] = []
+        if not paused:
+            for pr in {q.project: None for q in changed}:
+                self._match(pr, now, out)
         return out
 
     # ==== configuration ===========================================================================
@@ -298,6 +370,8 @@ class Engine(Router):
         pr = self._projects.get(p.id)
         if pr is None:
             pr = self._projects[p.id] = ProjectRt(p, self._backlog)
+            for q in pr.queues.values():
+                q.paused = q.channel in self._paused_channels
             self._key_project(pr)
             for a in self._candidates(p):
                 if eligible(a.profile, p):
@@ -331,6 +405,10 @@ class Engine(Router):
             for c in mine:
                 if c.state is not ANSWERED:
                     self._arm_wait(c, now)
+        if (old.announce_interval, old.callback_offer_after) != (p.announce_interval, p.callback_offer_after):
+            for c in mine:
+                if c.state is not ANSWERED:
+                    self._arm_rules(c, now)
         if p.strategy is not Strategy.PREFERRED_AGENT:
             for c in sorted(pr.held, key=held_order):
                 self._unhold(c)

@@ -14,6 +14,9 @@ so they do not validate again. Compare them by type and fields, not with plain t
   (or was cancelled: ``pending=None``).
 * :class:`AutoLogout` — an agent reached a consecutive-miss limit (also recorded as the
   AgentStateChanged to LOGGED_OUT that follows it, whose reason names the kind and count).
+* :class:`WaitingNotice` — a waiting rule is due for a QUEUED contact: ``announce`` (tell the
+  customer position and EWT; every ``announce_interval``) or ``callback_offer`` (offer to call him
+  back; once, after ``callback_offer_after``). Whoever owns the contact (the IVR) acts on it.
 * :class:`Overflowed` — a contact waited ``max_wait`` and moved to another project
   (``to_project``), or left the ACD (``to_project=None``, then also ContactStateChanged to
   OVERFLOWED).
@@ -79,7 +82,16 @@ class Overflowed(NamedTuple):
     at: float
 
 
-Action = Offer | CancelOffer | AgentStateChanged | ContactStateChanged | AgentPending | AutoLogout | Overflowed
+class WaitingNotice(NamedTuple):
+    contact_id: str
+    project_id: str
+    kind: str       # "announce" | "callback_offer"
+    waited: float   # seconds since it entered the project
+    at: float
+
+
+Action = (Offer | CancelOffer | AgentStateChanged | ContactStateChanged | AgentPending | AutoLogout | Overflowed
+          | WaitingNotice)
 
 
 # ==== query answers ===============================================================================
@@ -116,7 +128,8 @@ class ProjectStats:
     """Counters since the engine started or since :meth:`Engine.reset_day`.
 
     ``service_level`` = answered within ``sl_target_seconds`` of entering the project / contacts
-    that left the project's queue (answered + abandoned + overflowed out); None before the first.
+    that left the project's queue (answered + abandoned + overflowed out + callbacks); None before
+    the first.
     """
 
     project_id: str
@@ -132,4 +145,6 @@ class ProjectStats:
     abandoned: int
     overflowed_out: int
     overflowed_in: int            # (also counted in ``entered``)
+    callbacks: int                # left the queue choosing a callback
+    paused: bool                  # the project is paused (a paused channel is the engine's paused_channels())
     service_level: float | None

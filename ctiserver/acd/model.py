@@ -95,9 +95,11 @@ class ContactState(enum.Enum):
     ENDED = "ended"              # terminal: done after being answered
     ABANDONED = "abandoned"      # terminal: cancelled before being answered
     OVERFLOWED = "overflowed"    # terminal: max wait passed and no overflow project took it
+    CALLBACK = "callback"        # terminal: the customer chose to be called back instead of waiting
 
 
-TERMINAL = frozenset({ContactState.ENDED, ContactState.ABANDONED, ContactState.OVERFLOWED})
+TERMINAL = frozenset({ContactState.ENDED, ContactState.ABANDONED, ContactState.OVERFLOWED, ContactState.CALLBACK})
+MIN_ANNOUNCE = 5.0      # seconds: the shortest announcement interval (a waiting caller must hear the music)
 
 
 # ==== validation helpers ==========================================================================
@@ -160,6 +162,11 @@ class Project:
     ``required_skills`` accepts ``{skill: min_level}`` or an iterable of :class:`SkillRequirement`
     and is kept as a tuple sorted by skill. ``max_wait`` None means no limit; when it passes, the
     contact moves to ``overflow_project``, or leaves the ACD as OVERFLOWED when there is none.
+
+    Waiting rules (ACD-2): every ``announce_interval`` seconds a waiting contact's owner is told to
+    announce position and EWT (None: never); once it has waited ``callback_offer_after`` seconds in
+    the project, the owner is told to offer a callback (None: never). Both count from entering the
+    project, so an overflow target's rules start afresh.
     """
 
     id: str
@@ -175,6 +182,8 @@ class Project:
     ring_timeout: float = 20.0
     wrap_up_seconds: float = 10.0
     preferred_fallback_seconds: float = 30.0
+    announce_interval: float | None = None
+    callback_offer_after: float | None = None
 
     def __post_init__(self) -> None:
         _id("id", self.id)
@@ -200,6 +209,9 @@ class Project:
         _set(self, "wrap_up_seconds", _seconds("wrap_up_seconds", self.wrap_up_seconds))
         _set(self, "preferred_fallback_seconds",
              _seconds("preferred_fallback_seconds", self.preferred_fallback_seconds))
+        _set(self, "announce_interval", _seconds("announce_interval", self.announce_interval,
+                                                 low=MIN_ANNOUNCE, optional=True))
+        _set(self, "callback_offer_after", _seconds("callback_offer_after", self.callback_offer_after, optional=True))
 
     @property
     def required(self) -> dict[str, int]:

@@ -108,7 +108,7 @@ class AgentRt:
             else:
                 assert type(r) is RingReady
                 self.rings.append((r, r.mask_of(self)))
-        self.heaps = [q.heap for q in self.queues]
+        self.heaps = [q.heap for q in self.queues if not q.paused]   # a paused queue gives nothing
 
     def index(self, seq: int) -> None:
         """Enter the READY structure of each of his queues: the hot loop of an agent becoming free
@@ -156,7 +156,7 @@ class ContactRt:
     """One live contact's runtime record (forgotten once terminal)."""
 
     __slots__ = ("contact", "id", "project", "queue", "state", "agent", "queued_at", "score", "hseq",
-                 "held_for", "ring_tok", "wait_tok", "wait_deadline", "pref_tok")
+                 "held_for", "ring_tok", "wait_tok", "wait_deadline", "pref_tok", "ann_tok", "cb_tok")
 
     def __init__(self, contact: Contact, project: ProjectRt, now: float) -> None:
         self.contact = contact
@@ -173,6 +173,8 @@ class ContactRt:
         self.wait_tok = 0
         self.wait_deadline: float | None = None
         self.pref_tok = 0
+        self.ann_tok = 0                       # the announcement timer (waiting rules)
+        self.cb_tok = 0                        # the callback-offer timer
 
 
 def score(contact: Contact, project: Project, ageing_seconds: float) -> float:
@@ -197,7 +199,7 @@ class Backlog:
 class Queue:
     """Waiting contacts and READY agents of one (project, channel)."""
 
-    __slots__ = ("project", "channel", "heap", "waiting", "ready", "backlog")
+    __slots__ = ("project", "channel", "heap", "waiting", "ready", "backlog", "paused")
 
     def __init__(self, project: ProjectRt, channel: Channel, backlog: Backlog) -> None:
         self.project = project
@@ -206,6 +208,7 @@ class Queue:
         self.waiting = 0
         self.backlog = backlog
         self.ready: ReadySet = make_ready_set(project)
+        self.paused = False   # its project or its channel is paused: contacts wait, none is offered
 
     # The heap's top entry is always live (or the heap is empty): whoever could leave a dead entry
     # on top drops it at once. So an agent scanning ~23 heads reads ``heap[0]`` and compares,
@@ -254,7 +257,7 @@ class ProjectRt:
     """One project's configuration, queues, eligible agents and counters."""
 
     __slots__ = ("cfg", "id", "queues", "agents", "held", "key_skill", "entered", "offered", "answered",
-                 "answered_in_sl", "abandoned", "overflowed_out", "overflowed_in")
+                 "answered_in_sl", "abandoned", "overflowed_out", "overflowed_in", "callbacks", "paused")
 
     def __init__(self, cfg: Project, backlog: Backlog) -> None:
         self.cfg = cfg
@@ -262,6 +265,7 @@ class ProjectRt:
         self.agents: set[AgentRt] = set()
         self.held: dict[ContactRt, None] = {}    # contacts waiting for their preferred agent
         self.key_skill: str | None = None
+        self.paused = False
         self.queues = {ch: Queue(self, ch, backlog) for ch in Channel}
         self.reset_counters()
 
@@ -274,7 +278,7 @@ class ProjectRt:
 
     def reset_counters(self) -> None:
         self.entered = self.offered = self.answered = self.answered_in_sl = 0
-        self.abandoned = self.overflowed_out = self.overflowed_in = 0
+        self.abandoned = self.overflowed_out = self.overflowed_in = self.callbacks = 0
 
 
 def eligible(profile: AgentProfile, project: Project) -> bool:

@@ -16,6 +16,11 @@ enforced in exactly three places:
 
 A contact held for its preferred agent waits for HIM alone (the invariant then applies to him)
 until the project's ``preferred_fallback_seconds`` pass; then it enters its queue via ``_arrive``.
+
+A *paused* queue (its project or its channel paused by a supervisor, MOD-2) is outside the
+invariant: its contacts wait and keep their order, no agent is offered one, and agents are not
+shown its head (``AgentRt.heaps`` leaves it out). Resuming it runs ``_match`` on it. Offers already
+made when it was paused run their course.
 """
 
 from __future__ import annotations
@@ -35,14 +40,15 @@ from .events import (
     Offer,
     Overflowed,
     ProjectStats,
+    WaitingNotice,
 )
-from .model import ContactState, MissKind, NotFound
+from .model import Channel, ContactState, MissKind, NotFound
 from .queues import AgentRt, Backlog, ContactRt, ProjectRt, RingReady, score
 
 A, I, E = AgentState, AgentInput, Effect  # noqa: E741
 Q, OFFERED, ANSWERED = ContactState.QUEUED, ContactState.OFFERED, ContactState.ANSWERED
 MISS_INPUT = {MissKind.NO_ANSWER: I.NO_ANSWER, MissKind.REJECTED: I.REJECT, MissKind.UNREACHABLE: I.UNREACHABLE}
-RING, WAIT, PREF, WRAP = 0, 1, 2, 3   # timer kinds
+RING, WAIT, PREF, WRAP, ANN, CBO = 0, 1, 2, 3, 4, 5   # timer kinds
 Timer = tuple[float, int, int, object]   # (deadline, token, kind, ContactRt | AgentRt)
 _heappush = heapq.heappush
 
@@ -70,13 +76,14 @@ class Router:
         self._timers: list[Timer] = []
         self._seq = itertools.count(1)
         self._now = 0.0   # the latest time given; used for configuration changes without a time
+        self._paused_channels: set[Channel] = set()
 
     # ==== the routing decision ====================================================================
 
     def _arrive(self, c: ContactRt, now: float, out: list[Action]) -> None:
         """``c`` (QUEUED, in no heap, held by nobody) enters its queue: first READY agent, else wait."""
         q = c.queue
-        a = q.ready.first()
+        a = None if q.paused else q.ready.first()
         if a is not None:
             self._offer(c, a, now, out)
         else:
@@ -85,10 +92,12 @@ class Router:
     def _free(self, a: AgentRt, now: float, out: list[Action]) -> None:
         """``a`` just became READY (not yet indexed): give him work or index him."""
         if a.personal:
-            c = min(a.personal, key=held_order)
-            self._unhold(c)
-            self._offer(c, a, now, out)
-            return
+            held = [c for c in a.personal if not c.queue.paused]
+            if held:
+                c = min(held, key=held_order)
+                self._unhold(c)
+                self._offer(c, a, now, out)
+                return
         best = None
         if self._backlog.n:
             for h in a.heaps:   # the heads of his ~23 queues (a heap's top is always live)
@@ -101,6 +110,13 @@ class Router:
 
     def _match(self, p: ProjectRt, now: float, out: list[Action]) -> None:
         for q in p.queues.values():
+            if q.paused:
+                continue
+            for c in sorted((c for c in p.held if c.queue is q), key=held_order):
+                a = c.held_for
+                if a is not None and a.entry is not None:   # READY: held while the queue was paused
+                    self._unhold(c)
+                    self._offer(c, a, now, out)
             while q.heap:
                 a = q.ready.first()
                 if a is None:
@@ -186,6 +202,9 @@ class Router:
         c.project, c.queue, c.queued_at = p, p.queues[c.contact.channel], now
         c.score = score(c.contact, p.cfg, self._ageing)
         self._arm_wait(c, now)
+        cfg = p.cfg
+        if cfg.announce_interval is not None or cfg.callback_offer_after is not None or c.ann_tok or c.cb_tok:
+            self._arm_rules(c, now)
 
     def _arm_wait(self, c: ContactRt, now: float) -> None:
         mw = c.project.cfg.max_wait
@@ -195,6 +214,35 @@ class Router:
             c.wait_deadline = deadline = c.queued_at + mw
             c.wait_tok = tok = next(self._seq)
             _heappush(self._timers, (max(deadline, now), tok, WAIT, c))
+
+    def _arm_rules(self, c: ContactRt, now: float) -> None:
+        """The waiting rules' timers, counted from entering the project (a rule already past in a
+        changed project is due now)."""
+        cfg = c.project.cfg
+        c.ann_tok = c.cb_tok = 0
+        if cfg.announce_interval is not None:
+            c.ann_tok = tok = next(self._seq)
+            _heappush(self._timers, (max(c.queued_at + cfg.announce_interval, now), tok, ANN, c))
+        if cfg.callback_offer_after is not None:
+            c.cb_tok = tok = next(self._seq)
+            _heappush(self._timers, (max(c.queued_at + cfg.callback_offer_after, now), tok, CBO, c))
+
+    def _waiting_rule(self, c: ContactRt, kind: int, now: float, out: list[Action]) -> None:
+        """An announcement or callback-offer timer fired: a notice while QUEUED; while OFFERED the
+        rule waits for the offer's outcome (the customer is about to be served)."""
+        cfg = c.project.cfg
+        if kind == ANN:
+            assert cfg.announce_interval is not None
+            if c.state is Q:
+                out.append(WaitingNotice(c.id, c.project.id, "announce", now - c.queued_at, now))
+            c.ann_tok = tok = next(self._seq)
+            _heappush(self._timers, (now + cfg.announce_interval, tok, ANN, c))
+        elif c.state is Q:
+            c.cb_tok = 0
+            out.append(WaitingNotice(c.id, c.project.id, "callback_offer", now - c.queued_at, now))
+        else:
+            c.cb_tok = tok = next(self._seq)
+            _heappush(self._timers, (now + cfg.ring_timeout, tok, CBO, c))
 
     def _requeue(self, c: ContactRt, reason: str, now: float, out: list[Action]) -> None:
         a = c.agent
@@ -236,7 +284,7 @@ class Router:
         out.append(ContactStateChanged(c.id, c.state, new, reason, now, c.agent.id if c.agent else None,
                                        c.project.id))
         c.state = new
-        c.ring_tok = c.wait_tok = c.pref_tok = 0
+        c.ring_tok = c.wait_tok = c.pref_tok = c.ann_tok = c.cb_tok = 0
         del self._contacts[c.id]
 
     # ==== timers ==================================================================================
@@ -250,6 +298,10 @@ class Router:
             return obj.wrap_tok == tok and obj.state is A.WRAP_UP  # type: ignore[attr-defined]
         if kind == WAIT:   # also while offered: a re-queue before the deadline still needs it
             return obj.wait_tok == tok  # type: ignore[attr-defined]
+        if kind == ANN:
+            return obj.ann_tok == tok  # type: ignore[attr-defined]
+        if kind == CBO:
+            return obj.cb_tok == tok  # type: ignore[attr-defined]
         return obj.pref_tok == tok and obj.held_for is not None  # type: ignore[attr-defined]
 
     # ==== queries (for SimProt snapshots, EWT and tests) ==========================================
@@ -311,11 +363,12 @@ class Router:
         p = self._project(project_id)
         waiting = self._waiting(p)
         ready = sum(1 for a in p.agents if a.entry is not None)
-        left = p.answered + p.abandoned + p.overflowed_out
+        left = p.answered + p.abandoned + p.overflowed_out + p.callbacks
         return ProjectStats(
             p.id, len(waiting), len(p.held), min((c.contact.enqueued_at for c in waiting), default=None),
             ready, len(p.agents), p.entered, p.offered, p.answered, p.answered_in_sl, p.abandoned,
-            p.overflowed_out, p.overflowed_in, p.answered_in_sl / left if left else None)
+            p.overflowed_out, p.overflowed_in, p.callbacks, p.paused,
+            p.answered_in_sl / left if left else None)
 
     def timers(self) -> int:
         """Entries in the timer heap (live or not yet dropped), for monitoring."""

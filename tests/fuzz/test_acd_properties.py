@@ -1,10 +1,12 @@
 """Property tests of the ACD engine: random event sequences with a fake clock.
 
-After EVERY step: no contact waits while an agent eligible for it is READY (no stall); no contact
+After EVERY step: no contact waits while an agent eligible for it is READY (no stall), unless its
+project or channel is paused; no contact
 is offered to or held by two agents; no agent holds more than one contact, nor one of a channel he
 has no capacity for; the actions, replayed, give exactly the engine's agent states, contact states,
 miss counters and project counters. At the end, with agents kept available, every contact ends
-answered, abandoned or overflowed. Eligibility is recomputed here from the records, not taken from
+answered, abandoned, overflowed or called back. Waiting-rule notices come only for QUEUED contacts,
+at their interval. Eligibility is recomputed here from the records, not taken from
 the engine's index. Only the documented errors may escape a call.
 """
 
@@ -33,11 +35,12 @@ from ctiserver.acd import (
     Overflowed,
     Project,
     Strategy,
+    WaitingNotice,
 )
 
 S, CS = AgentState, ContactState
 V, C = Channel.VOICE, Channel.CHAT
-TERMINAL = {CS.ENDED, CS.ABANDONED, CS.OVERFLOWED}
+TERMINAL = {CS.ENDED, CS.ABANDONED, CS.OVERFLOWED, CS.CALLBACK}
 PROFILES = [
     {"skills": {"a": 1}},
     {"skills": {"a": 3, "b": 2}, "languages": {"fr"}},
@@ -70,6 +73,9 @@ class Harness:
         self.offered_to: dict[str, str] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.n = 0
+        self.paused_projects: set[str] = set()
+        self.paused_channels: set[Channel] = set()
+        self.entered: dict[str, tuple[str, float]] = {}   # contact -> (project, when it entered it)
         for k in range(n_projects):
             self.set_project(k, variants[k % len(variants)])
         for k in range(n_agents):
@@ -81,7 +87,8 @@ class Harness:
         p = Project(f"p{k}", priority=(v // 40) % 2, required_skills=REQS[v % 4], language=(None, "fr")[(v // 4) % 2],
                     strategy=STRATEGIES[(v // 8) % 5], max_wait=40.0 + 10 * k, ring_timeout=10.0,
                     overflow_project=f"p{k + 1}" if k + 1 < self.np else None, wrap_up_seconds=(0.0, 5.0, 3.0)[k % 3],
-                    preferred_fallback_seconds=15.0)
+                    preferred_fallback_seconds=15.0, announce_interval=(None, 5.0, 12.0)[(v // 3) % 3],
+                    callback_offer_after=(None, 20.0)[(v // 5) % 2])
         self.projects[p.id] = p
         self.apply(self.e.upsert_project(p, now=self.now))
 
@@ -150,8 +157,21 @@ class Harness:
             assert d is None or d > self.now
         elif op == 14:
             self.set_agent(i % len(self.profiles), j)
-        else:
+        elif op == 15:
             self.set_project(i % self.np, j * 7 + i)
+        elif op == 16:   # pause or resume a project
+            pid = f"p{i % self.np}"
+            fn = e.resume if pid in self.paused_projects else e.pause
+            self.call(lambda: fn(project=pid, now=self.now))
+            (self.paused_projects.discard if fn == e.resume else self.paused_projects.add)(pid)
+        elif op == 17:   # pause or resume a channel
+            ch = (V, C)[j % 2]
+            fn = e.resume if ch in self.paused_channels else e.pause
+            self.call(lambda: fn(channel=ch, now=self.now))
+            (self.paused_channels.discard if fn == e.resume else self.paused_channels.add)(ch)
+        else:            # the customer takes the callback offered
+            live = [c.contact_id for c in e.contacts()]
+            self.call(e.callback, live[j % len(live)] if live else f"c{j}", self.now)
 
     # ---- the history the actions tell, checked as it arrives ----------------------------------
 
@@ -186,6 +206,10 @@ class Harness:
                     self.count(a.project_id, "answered")
                 elif a.new is CS.ABANDONED:
                     self.count(a.project_id, "abandoned")
+                elif a.new is CS.CALLBACK:
+                    self.count(a.project_id, "callbacks")
+                if a.old is None:
+                    self.entered[a.contact_id] = (a.project_id, self.now)
             elif isinstance(a, Offer):
                 assert self.contact_state[a.contact_id] is CS.OFFERED and self.offered_to[a.contact_id] == a.agent_id
                 assert self.agent_state[a.agent_id] is S.RESERVED
@@ -196,8 +220,19 @@ class Harness:
             elif isinstance(a, Overflowed):
                 self.count(a.from_project, "overflowed_out")
                 if a.to_project is not None:
+                    self.entered[a.contact_id] = (a.to_project, self.now)
                     self.count(a.to_project, "overflowed_in")
                     self.count(a.to_project, "entered")
+            elif isinstance(a, WaitingNotice):
+                assert self.contact_state[a.contact_id] is CS.QUEUED and a.at == self.now, a
+                pid, since = self.entered[a.contact_id]
+                p = self.projects[pid]
+                assert a.project_id == pid and abs(a.waited - (self.now - since)) < 1e-9, a
+                if a.kind == "announce":
+                    assert p.announce_interval is not None and a.waited >= p.announce_interval - 1e-9, a
+                else:
+                    assert a.kind == "callback_offer" and p.callback_offer_after is not None
+                    assert a.waited >= p.callback_offer_after - 1e-9, a
             else:
                 assert isinstance(a, (CancelOffer, AgentPending)), a
 
@@ -221,15 +256,17 @@ class Harness:
         ready = [aid for aid, v in views.items() if v.state is S.READY]
         for cid, c in live.items():
             assert c.state is self.contact_state[cid]
+            paused = c.project_id in self.paused_projects or c.channel in self.paused_channels
             if c.state is CS.QUEUED:
                 assert c.agent_id is None and cid not in holders
                 if c.held_for is not None:     # waits for HIM only, while he is there and qualifies
-                    assert views[c.held_for].state not in (S.READY, S.LOGGED_OUT), (cid, c.held_for)
+                    assert views[c.held_for].state is not S.LOGGED_OUT, (cid, c.held_for)
+                    assert paused or views[c.held_for].state is not S.READY, (cid, c.held_for)
                     assert eligible(self.profiles[c.held_for], self.projects[c.project_id], c.channel)
                     assert self.projects[c.project_id].strategy is Strategy.PREFERRED_AGENT
                 else:
                     p = self.projects[c.project_id]
-                    stalled = [a for a in ready if eligible(self.profiles[a], p, c.channel)]
+                    stalled = [a for a in ready if eligible(self.profiles[a], p, c.channel) and not paused]
                     assert not stalled, f"{cid} waits in {c.project_id} while {stalled} are READY"
                     assert e.position(cid) is not None
             else:
@@ -240,12 +277,20 @@ class Harness:
             assert sorted(waiting) == sorted(cid for cid, c in live.items()
                                              if c.project_id == pid and c.state is CS.QUEUED)
             assert st_.waiting == len(waiting)
-            for what in ("entered", "offered", "answered", "abandoned", "overflowed_out", "overflowed_in"):
+            assert st_.paused is (pid in self.paused_projects)
+            for what in ("entered", "offered", "answered", "abandoned", "overflowed_out", "overflowed_in", "callbacks"):
                 assert getattr(st_, what) == self.counts.get((pid, what), 0), (pid, what)
 
     def drain(self) -> None:
-        """Agents stay available: everything must end."""
+        """Agents stay available and nothing is paused: everything must end."""
         e = self.e
+        for pid in sorted(self.paused_projects):
+            self.apply(e.resume(project=pid, now=self.now))
+        for ch in sorted(self.paused_channels, key=lambda c: c.value):
+            self.apply(e.resume(channel=ch, now=self.now))
+        self.paused_projects.clear()
+        self.paused_channels.clear()
+        self.check()
         for _ in range(400):
             for aid in self.profiles:
                 v = e.agent(aid)
@@ -270,8 +315,8 @@ class Harness:
         assert set(self.contact_state.values()) <= TERMINAL
 
 
-# how often each op (0..15, see Harness.step) is drawn: mostly the ordinary flow of work
-WEIGHTS = [3, 1, 6, 2, 2, 6, 3, 2, 5, 3, 6, 6, 2, 5, 1, 1]
+# how often each op (0..18, see Harness.step) is drawn: mostly the ordinary flow of work
+WEIGHTS = [3, 1, 6, 2, 2, 6, 3, 2, 5, 3, 6, 6, 2, 5, 1, 1, 1, 1, 1]
 OP_TABLE = [op for op, w in enumerate(WEIGHTS) for _ in range(w)]
 OPS = st.tuples(st.sampled_from(OP_TABLE), st.integers(0, 9), st.integers(0, 63))
 
@@ -293,6 +338,6 @@ def test_long_random_runs() -> None:
         rng = random.Random(seed)
         h = Harness(12, 6, [rng.randrange(80) for _ in range(6)])
         for _ in range(1500):
-            h.step(rng.choices(range(16), WEIGHTS)[0], rng.randrange(12), rng.randrange(64))
+            h.step(rng.choices(range(len(WEIGHTS)), WEIGHTS)[0], rng.randrange(12), rng.randrange(64))
             h.check()
         h.drain()
