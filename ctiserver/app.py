@@ -126,9 +126,11 @@ class App:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("""INSERT INTO cc.skills (skill, description) VALUES ('general', 'general enquiries'),
                                   ('payments', 'payments and debts'), ('ehic', 'EHIC cards'), ('slovak', 'Slovak')""")
-            await conn.execute("""INSERT INTO cc.projects (project, name, priority, ring_timeout, wrap_up) VALUES
-                                  ('general', 'General enquiries', 0, 15, 10),
-                                  ('payments', 'Payments', 1, 15, 20), ('ehic', 'EHIC cards', 0, 15, 10)""")
+            await conn.execute("""INSERT INTO cc.projects (project, name, priority, ring_timeout, wrap_up,
+                                                           announce_interval, callback_offer_after) VALUES
+                                  ('general', 'General enquiries', 0, 15, 10, 30, 120),
+                                  ('payments', 'Payments', 1, 15, 20, 30, NULL),
+                                  ('ehic', 'EHIC cards', 0, 15, 10, NULL, NULL)""")
             await conn.execute("""INSERT INTO cc.project_skills (project, skill, min_level) VALUES
                                   ('general', 'general', 1), ('payments', 'payments', 3), ('ehic', 'ehic', 1)""")
         skills = [{"general": 5, "payments": 5}, {"general": 3, "ehic": 4}, {"general": 4, "payments": 3, "ehic": 2},

@@ -47,6 +47,7 @@ from .acd import (
     Offer,
     Overflowed,
     Project,
+    WaitingNotice,
 )
 from .acd.entry import EntryRule, route_entry
 from .acd.ewt import EwtEstimator, EwtFeed
@@ -55,7 +56,7 @@ from .history import HistoryWriter
 log = logging.getLogger("ctiserver.acd")
 
 TOPICS = {"acd": "acd.supervise", "agent": "acd.agent", "contacts": "contacts.enqueue"}
-_TERMINAL = {ContactState.ENDED, ContactState.ABANDONED, ContactState.OVERFLOWED}
+_TERMINAL = {ContactState.ENDED, ContactState.ABANDONED, ContactState.OVERFLOWED, ContactState.CALLBACK}
 
 
 def _err(exc: AcdError) -> RequestError:
@@ -114,6 +115,15 @@ class Distribution:
                     GROUP BY a.account_id, acc.username"""):
                 self._upsert_agent(r)
 
+            # pauses are operational state kept in the database: a restart or a reload keeps them
+            for r in await conn.fetch("SELECT project, paused FROM cc.projects"):
+                if r["paused"] != self.engine.project_stats(r["project"]).paused:
+                    self._apply((self.engine.pause if r["paused"] else self.engine.resume)(project=r["project"]),
+                                "config")
+            paused = {Channel(r["channel"]) for r in await conn.fetch("SELECT channel FROM cc.paused_channels")}
+            for ch in Channel:
+                if (ch in paused) != (ch in self.engine.paused_channels()):
+                    self._apply((self.engine.pause if ch in paused else self.engine.resume)(channel=ch), "config")
             self.entry_rules = [EntryRule(r["position"], r["project"], r["pilot"], r["caller_prefix"], r["data_key"],
                                           r["data_value"], r["time_from"], r["time_to"])
                                 for r in await conn.fetch("SELECT * FROM cc.entry_rules")]
@@ -156,7 +166,8 @@ class Distribution:
                        language=r["language"], strategy=r["strategy"], max_wait=r["max_wait"],
                        overflow_project=r["overflow_project"], sl_target_seconds=r["sl_seconds"],
                        sl_target_pct=r["sl_pct"], ring_timeout=r["ring_timeout"], wrap_up_seconds=r["wrap_up"],
-                       preferred_fallback_seconds=r["preferred_fallback"])
+                       preferred_fallback_seconds=r["preferred_fallback"], announce_interval=r["announce_interval"],
+                       callback_offer_after=r["callback_offer_after"])
 
     def _upsert_agent(self, r: Any) -> None:
         skills = r["skills"] if isinstance(r["skills"], dict) else json.loads(r["skills"])
@@ -208,6 +219,14 @@ class Distribution:
                                                      "misses": a.misses, "at": a.at})
             elif isinstance(a, AgentPending):
                 publish("acd", "agent.pending", {"agent": a.agent_id, "pending": a.pending, "reason": a.reason})
+            elif isinstance(a, WaitingNotice):
+                owner = self.contacts.get(a.contact_id, {}).get("owner")
+                if owner:   # the IVR announces position and EWT, or offers the callback
+                    pos = self.engine.position(a.contact_id)
+                    publish("contacts", "contact.waiting", {
+                        "contact": a.contact_id, "project": a.project_id, "kind": a.kind, "position": pos,
+                        "ewt": round(self.ewt.ewt(a.project_id, pos, a.at), 1) if pos else 0.0,
+                        "waited": round(a.waited, 1), "at": a.at}, frozenset((owner,)))
             elif isinstance(a, Overflowed):
                 publish("acd", "contact.overflowed", {"contact": a.contact_id, "from": a.from_project,
                                                       "to": a.to_project, "at": a.at})
@@ -314,7 +333,8 @@ class Distribution:
                              "eligible_agents": st.eligible_agents, "answered": st.answered,
                              "abandoned": st.abandoned, "service_level": st.service_level,
                              "oldest_wait": None if st.oldest_enqueued_at is None else now - st.oldest_enqueued_at,
-                             "ewt": round(self.ewt.ewt_new(pid, now), 1)})
+                             "ewt": round(self.ewt.ewt_new(pid, now), 1), "paused": st.paused,
+                             "callbacks": st.callbacks})
         contacts = []
         for cid, c in self.contacts.items():
             try:
@@ -324,7 +344,8 @@ class Distribution:
             contacts.append({"contact": cid, "project": v.project_id, "state": v.state.value, "agent": v.agent_id,
                              "position": self.engine.position(cid), "waited": round(now - v.enqueued_at, 1),
                              "owner": c.get("owner")})
-        return {"agents": agents, "projects": projects, "contacts": contacts}
+        return {"agents": agents, "projects": projects, "contacts": contacts,
+                "paused_channels": sorted(ch.value for ch in self.engine.paused_channels())}
 
     def agent_snapshot(self, name: str) -> dict:
         """What an agent's own topic starts from: his state and the offer ringing, if any."""
@@ -361,9 +382,12 @@ class Distribution:
             Operation("acd.reload", self.op_reload, "acd.configure"),
             Operation("acd.agent.skills", self.op_skills, "acd.supervise"),
             Operation("acd.agent.force", self.op_force, "acd.supervise"),
+            Operation("acd.pause", self.op_pause, "acd.supervise"),
+            Operation("acd.resume", self.op_resume, "acd.supervise"),
             Operation("contact.enqueue", self.op_enqueue, "contacts.enqueue"),
             Operation("contact.status", self.op_contact_status, "contacts.enqueue"),
             Operation("contact.cancel", self.op_cancel, "contacts.enqueue"),
+            Operation("contact.callback", self.op_callback, "contacts.enqueue"),
         ]
 
     def _agent_view(self, name: str) -> dict:
@@ -448,6 +472,46 @@ class Distribution:
             raise _err(exc) from None
         return self._agent_view(agent)
 
+    async def op_pause(self, conn: Connection, args: dict) -> dict:
+        """acd.pause {project} or {channel} (MOD-2): stored first, so a restart keeps it."""
+        return await self._pause(conn, args, True)
+
+    async def op_resume(self, conn: Connection, args: dict) -> dict:
+        return await self._pause(conn, args, False)
+
+    async def _pause(self, conn: Connection, args: dict, pause: bool) -> dict:
+        project = _arg(args, "project", required=False)
+        channel = _arg(args, "channel", required=False)
+        if (project is None) == (channel is None):
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "project or channel: name exactly one",
+                               {"field": "project"})
+        by = conn.principal.username
+        try:
+            if project is not None:
+                self.engine.project_stats(project)   # NotFound before touching the database
+                await self.pool.execute("UPDATE cc.projects SET paused = $2 WHERE project = $1", project, pause)
+                actions = (self.engine.pause if pause else self.engine.resume)(project=project, now=self.clock())
+            else:
+                ch = Channel(channel) if channel in {c.value for c in Channel} else None
+                if ch is None:
+                    raise RequestError(ErrorCode.INVALID_ARGUMENT, f"channel: unknown channel {channel!r}",
+                                       {"field": "channel"})
+                if pause:
+                    await self.pool.execute("""INSERT INTO cc.paused_channels (channel, paused_by) VALUES ($1, $2)
+                                               ON CONFLICT DO NOTHING""", ch.value, by)
+                else:
+                    await self.pool.execute("DELETE FROM cc.paused_channels WHERE channel = $1", ch.value)
+                actions = (self.engine.pause if pause else self.engine.resume)(channel=ch, now=self.clock())
+        except AcdError as exc:
+            raise _err(exc) from None
+        data = {"project": project, "channel": channel, "paused": pause, "by": by}
+        log.warning("acd.paused" if pause else "acd.resumed",
+                    extra={"project": project, "channel": channel, "user": by})
+        if self.server is not None:
+            self.server.publish("acd", "paused" if pause else "resumed", data)
+        self._apply(actions, f"supervisor:{by}")
+        return data
+
     async def op_enqueue(self, conn: Connection, args: dict) -> dict:
         """Enqueue, and answer only once the contact is committed: a crash after the answer loses nothing."""
         status = self._enqueue_now(conn, args)
@@ -505,6 +569,16 @@ class Distribution:
         except AcdError as exc:
             raise _err(exc) from None
         return {"contact": cid, "state": "abandoned"}
+
+    def op_callback(self, conn: Connection, args: dict) -> dict:
+        """The customer chose a callback (after a ``callback_offer`` notice, or at any time while
+        waiting): the contact leaves the queue with outcome ``callback``, its data kept in history."""
+        cid = _arg(args, "contact")
+        try:
+            self._apply(self.engine.callback(cid, self.clock()), "service")
+        except AcdError as exc:
+            raise _err(exc) from None
+        return {"contact": cid, "state": "callback"}
 
 
 __all__ = ["TOPICS", "Distribution", "MissKind"]
