@@ -222,11 +222,14 @@ async def cmd_projects(client: SimProtClient, args: argparse.Namespace) -> int:
         snap = await client.request("acd.snapshot")
         rows = [{**p, "oldest_wait": "" if p["oldest_wait"] is None else f"{p['oldest_wait']:.0f}s",
                  "service_level": "" if p["service_level"] is None else f"{100 * p['service_level']:.0f}%",
-                 "ewt": f"{p['ewt']:.0f}s"} for p in snap["projects"]]
+                 "ewt": f"{p['ewt']:.0f}s", "paused": "paused" if p["paused"] else ""} for p in snap["projects"]]
         if args.watch and not args.json:
             print("\033[2J\033[H", end="")
-        _print(args, snap["projects"], table(rows, ["project", "waiting", "oldest_wait", "ewt", "ready_agents",
-                                                    "eligible_agents", "answered", "abandoned", "service_level"]))
+        text = table(rows, ["project", "waiting", "oldest_wait", "ewt", "ready_agents", "eligible_agents", "answered",
+                            "abandoned", "callbacks", "service_level", "paused"])
+        if snap["paused_channels"]:
+            text += f"\npaused channels: {', '.join(snap['paused_channels'])}"
+        _print(args, snap["projects"], text)
     return await _watching(args, render)
 
 
@@ -247,6 +250,12 @@ async def cmd_force(client: SimProtClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_pause(client: SimProtClient, args: argparse.Namespace) -> int:
+    res = await client.request(f"acd.{args.command}", {args.what: args.name})
+    _print(args, res, f"{args.what} {args.name}: {'paused' if res['paused'] else 'distributing'}")
+    return 0
+
+
 async def cmd_enqueue(client: SimProtClient, args: argparse.Namespace) -> int:
     res = await client.request("contact.enqueue", {"project": args.project, "priority": args.priority,
                                                    "data": dict(kv.split("=", 1) for kv in args.data or [])})
@@ -258,7 +267,7 @@ async def cmd_enqueue(client: SimProtClient, args: argparse.Namespace) -> int:
 COMMANDS = {"status": cmd_status, "watch": cmd_watch, "accounts": cmd_accounts,
             "workplaces": cmd_workplaces, "sessions": cmd_sessions, "message": cmd_message,
             "agents": cmd_agents, "projects": cmd_projects, "contacts": cmd_contacts, "force": cmd_force,
-            "enqueue": cmd_enqueue}
+            "enqueue": cmd_enqueue, "pause": cmd_pause, "resume": cmd_pause}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -312,6 +321,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("agent")
     f.add_argument("action", choices=["not_ready", "logout"])
     f.add_argument("--reason")
+    for verb, what in (("pause", "supervisor: stop offering a project's or a channel's contacts (they wait)"),
+                       ("resume", "supervisor: distribute a paused project or channel again")):
+        pz = sub.add_parser(verb, help=what)
+        pz.add_argument("what", choices=["project", "channel"])
+        pz.add_argument("name", help="project id, or voice / chat / email")
     e = sub.add_parser("enqueue", help="put a test contact into a project (needs contacts.enqueue)")
     e.add_argument("project")
     e.add_argument("--priority", type=int, default=0)

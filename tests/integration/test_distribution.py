@@ -164,6 +164,16 @@ async def test_ctictl_views_and_supervisor_actions(core: Core) -> None:
     assert (await agent.request("agent.status"))["state"] == "logged_out"
     res = await asyncio.to_thread(ctl, "force", "nobody", "logout")
     assert res.returncode == 1 and "NOT_FOUND" in res.stderr
+    res = await asyncio.to_thread(ctl, "pause", "channel", "chat")
+    assert res.returncode == 0 and "channel chat: paused" in res.stdout, res.stderr
+    res = await asyncio.to_thread(ctl, "pause", "project", "general")
+    assert res.returncode == 0 and "project general: paused" in res.stdout, res.stderr
+    res = await asyncio.to_thread(ctl, "projects")
+    assert "paused channels: chat" in res.stdout and "paused" in res.stdout.splitlines()[2], res.stdout
+    res = await asyncio.to_thread(ctl, "resume", "project", "general")
+    assert res.returncode == 0 and "project general: distributing" in res.stdout
+    res = await asyncio.to_thread(ctl, "resume", "project", "nope")
+    assert res.returncode == 1 and "NOT_FOUND" in res.stderr
     await agent.close()
     await admin.close()
 
