@@ -83,13 +83,14 @@ class Distribution:
         self.clock = clock
         self.engine = Engine(miss_limits=miss_limit)
         self.ewt = EwtEstimator()
-        self.feed = EwtFeed(self.ewt, lambda agent_id: self.engine.agent(agent_id).projects)
+        self.feed = EwtFeed(self.ewt, self.engine.agent_projects)
         self.server: SimProtServer | None = None
         self.account_ids: dict[str, int] = {}              # user name -> account id
         self.contacts: dict[str, dict[str, Any]] = {}       # live contact records (history, owner)
         self.intervals: dict[str, tuple[str, str, float]] = {}  # agent -> (state, reason, since)
         self._timer: asyncio.TimerHandle | None = None
         self.entry_rules: list[EntryRule] = []
+        self._projects_of: dict[str, list[str]] = {}   # agent -> eligible projects (cleared on any change)
 
     # ---- start-up ---------------------------------------------------------------------------
     async def load(self) -> None:
@@ -99,6 +100,7 @@ class Distribution:
 
     async def load_config(self) -> None:
         """Projects and agent profiles from the database (at start, and on ``acd.reload``)."""
+        self._projects_of.clear()
         async with self.pool.acquire() as conn:
             for r in await conn.fetch("""
                     SELECT p.*, coalesce(jsonb_object_agg(ps.skill, ps.min_level)
@@ -170,6 +172,7 @@ class Distribution:
                        callback_offer_after=r["callback_offer_after"])
 
     def _upsert_agent(self, r: Any) -> None:
+        self._projects_of.clear()
         skills = r["skills"] if isinstance(r["skills"], dict) else json.loads(r["skills"])
         capacity = r["capacity"] if isinstance(r["capacity"], dict) else json.loads(r["capacity"])
         self.account_ids[r["username"]] = r["account_id"]
@@ -255,7 +258,7 @@ class Distribution:
             self.history.session(aid, None)
         else:
             self.intervals[a.agent_id] = (a.new.value, a.reason, a.at)
-            wp = self.engine.agent(a.agent_id).workplace
+            wp = self.engine.brief(a.agent_id)[5]
             self.history.session(aid, {"state": a.new.value, "reason": a.reason, "since": a.at, "node": self.node,
                                        "workplace": int(wp) if wp and wp.isdigit() else None})
 
@@ -314,6 +317,7 @@ class Distribution:
         contact = Contact(id=record["contact"], project=record["project"], channel=Channel(record["channel"]),
                           priority=record["priority"], enqueued_at=record["enqueued_at"],
                           preferred_agent=record.get("preferred_agent"), data=record.get("data") or {})
+        record["data_json"] = json.dumps(record.get("data") or {})   # once, not at every state change
         self.contacts[contact.id] = record
         try:
             return self._apply(self.engine.enqueue(contact, now), cause)
@@ -392,11 +396,14 @@ class Distribution:
 
     def _agent_view(self, name: str) -> dict:
         try:
-            v = self.engine.agent(name)
+            state, reason, since, contact, pending, _ = self.engine.brief(name)
+            projects = self._projects_of.get(name)
+            if projects is None:   # cached: eligibility changes only with the configuration
+                projects = self._projects_of[name] = self.engine.agent_projects(name)
         except AcdError as exc:
             raise _err(exc) from None
-        return {"agent": v.agent_id, "state": v.state.value, "reason": v.reason, "since": v.since,
-                "contact": v.contact_id, "pending": v.pending, "projects": sorted(v.projects)}
+        return {"agent": name, "state": state.value, "reason": reason, "since": since, "contact": contact,
+                "pending": pending, "projects": projects}
 
     def _agent_op(self, fn: Callable[[Engine, str, float, dict], list[Action]]) -> Callable[[Connection, dict], dict]:
         def op(conn: Connection, args: dict) -> dict:

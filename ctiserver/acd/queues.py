@@ -17,6 +17,7 @@ READY agents: per queue, ordered by the project's strategy, with lazy deletion: 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from collections import deque
 from itertools import compress, repeat
 from operator import not_
@@ -199,7 +200,7 @@ class Backlog:
 class Queue:
     """Waiting contacts and READY agents of one (project, channel)."""
 
-    __slots__ = ("project", "channel", "heap", "waiting", "ready", "backlog", "paused")
+    __slots__ = ("project", "channel", "heap", "waiting", "ready", "backlog", "paused", "order", "lo")
 
     def __init__(self, project: ProjectRt, channel: Channel, backlog: Backlog) -> None:
         self.project = project
@@ -209,6 +210,12 @@ class Queue:
         self.backlog = backlog
         self.ready: ReadySet = make_ready_set(project)
         self.paused = False   # its project or its channel is paused: contacts wait, none is offered
+        # The keys (score, seq) of the live waiting contacts, sorted, from index ``lo`` on: a
+        # contact's place in the queue is one bisect (announced to every caller who enqueues or
+        # waits, so it must not cost a scan of thousands). Arrivals come mostly in key order (an
+        # append) and leave mostly from the head (``lo`` moves; the dead prefix is cut in bulk).
+        self.order: list[tuple[float, int]] = []
+        self.lo = 0
 
     # The heap's top entry is always live (or the heap is empty): whoever could leave a dead entry
     # on top drops it at once. So an agent scanning ~23 heads reads ``heap[0]`` and compares,
@@ -218,6 +225,7 @@ class Queue:
     def push(self, c: ContactRt, seq: int) -> None:
         c.hseq = seq
         _heappush(self.heap, (c.score, seq, c))
+        insort(self.order, (c.score, seq), self.lo)
         self.waiting += 1
         self.backlog.n += 1
 
@@ -226,6 +234,10 @@ class Queue:
         h = self.heap
         c = _heappop(h)[2]
         c.hseq = -1
+        self.lo = lo = self.lo + 1     # the head is the smallest live key: order[lo - 1]
+        if lo > 64 and 2 * lo > len(self.order):
+            del self.order[:lo]
+            self.lo = 0
         self.waiting -= 1
         self.backlog.n -= 1
         while h and h[0][2].hseq != h[0][1]:
@@ -234,6 +246,8 @@ class Queue:
 
     def discard(self, c: ContactRt) -> None:
         """Take a waiting contact out from anywhere in the heap (lazily: its entry goes stale)."""
+        o = self.order
+        del o[bisect_left(o, (c.score, c.hseq), self.lo)]
         c.hseq = -1
         self.waiting -= 1
         self.backlog.n -= 1
@@ -248,6 +262,12 @@ class Queue:
         h = self.heap
         h[:] = [(e[2].score, e[1], e[2]) for e in h if e[2].hseq == e[1]]
         heapq.heapify(h)
+        self.order = sorted(e[:2] for e in h)
+        self.lo = 0
+
+    def place(self, c: ContactRt) -> int:
+        """1-based place of a contact waiting in this queue's heap."""
+        return bisect_left(self.order, (c.score, c.hseq), self.lo) - self.lo + 1
 
     def live(self) -> Iterable[ContactRt]:
         return (e[2] for e in self.heap if e[2].hseq == e[1])

@@ -324,6 +324,16 @@ class Router:
                          a.contact.id if a.contact else None, dict(a.misses), a.today,
                          frozenset(p.id for p in a.projects))
 
+    def brief(self, agent_id: str) -> tuple[AgentState, str, float, str | None, str | None, str | None]:
+        """``(state, reason, since, contact_id, pending, workplace)``: what the hot paths need, without
+        building an :class:`AgentView`."""
+        a = self._agent(agent_id)
+        return a.state, a.reason, a.since, a.contact.id if a.contact else None, a.pending, a.workplace
+
+    def agent_projects(self, agent_id: str) -> list[str]:
+        """Ids of the projects the agent is eligible for, sorted."""
+        return sorted(p.id for p in self._agent(agent_id).projects)
+
     def agents(self) -> list[AgentView]:
         return [self.agent(i) for i in self._agents]
 
@@ -356,8 +366,7 @@ class Router:
             return None
         if c.held_for is not None:
             return 1 + sum(1 for o in c.held_for.personal if held_order(o) < held_order(c))
-        key = (c.score, c.hseq)
-        return 1 + sum(1 for o in c.queue.live() if (o.score, o.hseq) < key)
+        return c.queue.place(c)
 
     def project_stats(self, project_id: str) -> ProjectStats:
         p = self._project(project_id)

@@ -268,7 +268,10 @@ class Harness:
                     p = self.projects[c.project_id]
                     stalled = [a for a in ready if eligible(self.profiles[a], p, c.channel) and not paused]
                     assert not stalled, f"{cid} waits in {c.project_id} while {stalled} are READY"
-                    assert e.position(cid) is not None
+                    rt = e._contacts[cid]   # the position index agrees with a count over the queue
+                    ahead = sum(1 for o in rt.queue.live() if (o.score, o.hseq) < (rt.score, rt.hseq))
+                    assert e.position(cid) == 1 + ahead
+                    assert len(rt.queue.order) - rt.queue.lo == rt.queue.waiting
             else:
                 assert holders.get(cid) == c.agent_id
         for pid in self.projects:

@@ -73,3 +73,22 @@ async def test_a_row_the_database_refuses_does_not_block_the_others(db, caplog) 
     assert [r["contact"] for r in await db.pool.fetch("SELECT contact FROM cc.contacts_live")] == ["good"]
     assert await db.pool.fetchval("SELECT count(*) FROM cc.agent_state_history") == 1
     assert any(r.msg == "history.row_rejected" and "bad" in r.row for r in caplog.records)  # type: ignore[attr-defined]
+
+
+async def test_a_contact_id_ending_twice_in_one_batch_is_written_once(db) -> None:
+    """Ids may be used again once a contact ended; one batch then holds two rows for one id."""
+    aid = await _agent(db)
+    w = HistoryWriter(db.pool)
+    t = time.time()
+    for n, outcome in enumerate(("abandoned", "answered")):
+        w.contact({"contact": "k9", "project": "general", "channel": "voice", "priority": n, "enqueued_at": t + n,
+                   "ended_at": t + 10 + n, "outcome": outcome, "agent": aid})
+    w.contact({"contact": "k10", "project": "general", "channel": "chat", "priority": 0, "enqueued_at": t,
+               "ended_at": t + 1, "outcome": "callback"})
+    await w.flush()
+    assert w.pending == 0
+    rows = {r["contact"]: r for r in await db.pool.fetch("SELECT * FROM cc.contact_history")}
+    assert set(rows) == {"k9", "k10"} and rows["k10"]["outcome"] == "callback"
+    # as the row-by-row upsert does: the first row, with the last one's end and outcome
+    assert rows["k9"]["priority"] == 0 and rows["k9"]["outcome"] == "answered"
+    assert abs(rows["k9"]["ended_at"].timestamp() - (t + 11)) < 1e-3
