@@ -1,0 +1,304 @@
+"""B2BUA call control: the caller's leg, the agent's leg and the ACD — without SIP, without I/O.
+
+The core is a signalling-only back-to-back user agent (ARCHITECTURE.md, Telephony model). A SIP
+adapter turns messages into *leg events* (sippy's call-control events: try, ring, connect, fail,
+disconnect) and performs the *actions* this core returns; the ACD adapter turns the engine's
+offers into events here and performs the ``Acd*`` actions. The core never reads a clock.
+
+A call is one contact of the ACD (its id is the contact id). Its life::
+
+    caller INVITE ──> QUEUED ──ACD offer──> OFFERING ──agent 200──> CONNECTED ──BYE either side──> ENDED
+     (180 to the       ^   (INVITE to the     |  agent fails / ring timeout:     (200 to the caller with
+      caller, enqueue)  └── agent's phone) <──┘  back to QUEUED, the ACD offers   the agent's SDP)
+                                                 the next agent
+
+* The caller hears ringback (180, no SDP) from the moment he is queued until an agent answers; then
+  he gets the agent's answer (200 with the agent phone's SDP: media flow end to end, we never touch
+  RTP).
+* The ring timeout is the ACD's (one source of truth): its ``CancelOffer`` becomes a CANCEL of the
+  agent leg. A final error from the agent's phone is a miss of the kind :func:`miss_kind` says.
+* Races are settled here: an agent's 200 that crosses our CANCEL (or arrives after the caller left)
+  is answered with ACK + BYE (``Hangup``), never connected; a caller who hangs up while the agent's
+  phone rings gets the agent leg cancelled and the contact abandoned in the ACD.
+
+Leg ids are the adapter's for the caller leg; for agent legs the core makes them
+(``<contact>/<n>``), so every INVITE to a phone has its own id even for the same agent twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..acd import MissKind
+
+
+class CallState(enum.Enum):
+    __hash__ = object.__hash__
+    QUEUED = "queued"         # the caller hears ringback; no agent leg (or a failed one) yet
+    OFFERING = "offering"     # an agent's phone is being called
+    CONNECTED = "connected"   # caller and agent talk
+    ENDED = "ended"
+
+
+# ---- actions for the SIP adapter ------------------------------------------------------------------
+
+class Ring(NamedTuple):
+    """Send 180 Ringing (no SDP) to the caller."""
+    leg: str
+
+
+class Answer(NamedTuple):
+    """Send 200 OK with ``sdp`` to the caller."""
+    leg: str
+    sdp: bytes
+
+
+class Reject(NamedTuple):
+    """Answer the caller's INVITE with a final error (before it was answered)."""
+    leg: str
+    status: int
+    reason: str
+
+
+class Dial(NamedTuple):
+    """Send an INVITE to the agent's phone at ``target`` with the caller's SDP offer."""
+    leg: str
+    contact_id: str
+    agent_id: str
+    target: str
+    caller: str
+    sdp: bytes
+
+
+class Cancel(NamedTuple):
+    """CANCEL the agent leg's INVITE (it has not been answered; a 200 that crosses it gets Hangup)."""
+    leg: str
+
+
+class Hangup(NamedTuple):
+    """End an answered leg with BYE (for an agent leg whose 200 just arrived: ACK first, then BYE)."""
+    leg: str
+
+
+# ---- actions for the ACD adapter ------------------------------------------------------------------
+
+class AcdEnqueue(NamedTuple):
+    contact_id: str
+    pilot: str
+    caller: str
+    data: dict
+
+
+class AcdCancel(NamedTuple):
+    contact_id: str
+    reason: str
+
+
+class AcdRinging(NamedTuple):
+    agent_id: str
+    contact_id: str
+
+
+class AcdAccept(NamedTuple):
+    agent_id: str
+    contact_id: str
+
+
+class AcdOfferFailed(NamedTuple):
+    agent_id: str
+    contact_id: str
+    kind: MissKind
+
+
+class AcdEnd(NamedTuple):
+    agent_id: str
+    contact_id: str
+
+
+class CallEnded(NamedTuple):
+    """The call is over (for history and events): who ended it and how."""
+    contact_id: str
+    cause: str      # "caller_hangup", "agent_hangup", "abandoned", "rejected:<status>", "acd:<state>", ...
+    connected: bool
+
+
+Action = (Ring | Answer | Reject | Dial | Cancel | Hangup | AcdEnqueue | AcdCancel | AcdRinging | AcdAccept
+          | AcdOfferFailed | AcdEnd | CallEnded)
+
+
+class CallError(Exception):
+    """An event that names no live call or leg (a late message): nothing changed."""
+
+
+def miss_kind(status: int) -> MissKind:
+    """What a final error from an agent's phone counts as (TEL-4): the phone refused (busy here,
+    busy everywhere, decline) is a rejection; anything else — not found, unavailable, timeout,
+    server errors, transport failures (we use 503 for those) — means the workplace could not be
+    reached. A ring timeout is the ACD's NO_ANSWER and never arrives here."""
+    return MissKind.REJECTED if status in (486, 600, 603) else MissKind.UNREACHABLE
+
+
+@dataclass(slots=True)
+class Call:
+    contact_id: str
+    caller_leg: str
+    caller: str
+    pilot: str
+    offer: bytes                           # the caller's SDP offer (sent to each agent phone)
+    state: CallState = CallState.QUEUED
+    agent_leg: str | None = None           # the current agent leg (ringing or connected)
+    agent_id: str | None = None
+    dials: int = 0                         # agent legs made so far (numbers the leg ids)
+    stale: set[str] = field(default_factory=set)   # agent legs we cancelled, whose outcome is moot
+
+
+class CallControl:
+    """The calls in progress and the decisions; every method returns the actions to perform."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Call] = {}
+        self._by_leg: dict[str, Call] = {}
+
+    # ---- the caller ---------------------------------------------------------------------------
+    def caller_invite(self, contact_id: str, leg: str, caller: str, pilot: str, sdp: bytes,
+                      data: dict | None = None) -> list[Action]:
+        """A new call to a pilot: ringback, and into the ACD (the entry rules choose the project)."""
+        if contact_id in self.calls or leg in self._by_leg:
+            raise CallError(f"call {contact_id} / leg {leg} exists")
+        call = Call(contact_id, leg, caller, pilot, sdp)
+        self.calls[contact_id] = call
+        self._by_leg[leg] = call
+        return [Ring(leg), AcdEnqueue(contact_id, pilot, caller, dict(data or {}))]
+
+    def enqueue_failed(self, contact_id: str, status: int, reason: str) -> list[Action]:
+        """The ACD refused the call (no project for the pilot: 404; overloaded: 503)."""
+        call = self._call(contact_id)
+        return self._end(call, f"rejected:{status}", [Reject(call.caller_leg, status, reason)])
+
+    def caller_hangup(self, leg: str) -> list[Action]:
+        """CANCEL or BYE from the caller (the adapter answers them itself)."""
+        call = self._leg(leg)
+        if leg != call.caller_leg:
+            raise CallError(f"{leg} is not a caller leg")
+        if call.state is CallState.CONNECTED:
+            assert call.agent_leg is not None and call.agent_id is not None
+            return self._end(call, "caller_hangup", [Hangup(call.agent_leg), AcdEnd(call.agent_id, call.contact_id)])
+        out: list[Action] = []
+        if call.state is CallState.OFFERING and call.agent_leg is not None:
+            out.append(Cancel(call.agent_leg))
+            call.stale.add(call.agent_leg)
+        out.append(AcdCancel(call.contact_id, "abandoned"))
+        return self._end(call, "abandoned", out)
+
+    # ---- the ACD --------------------------------------------------------------------------------
+    def offer(self, contact_id: str, agent_id: str, target: str | None) -> list[Action]:
+        """The ACD offers the call to an agent: call his phone (no phone: unreachable at once)."""
+        call = self._call(contact_id)
+        if call.state is not CallState.QUEUED:
+            raise CallError(f"call {contact_id} is {call.state.value}, not queued")
+        if not target:
+            return [AcdOfferFailed(agent_id, contact_id, MissKind.UNREACHABLE)]
+        call.dials += 1
+        leg = f"{contact_id}/{call.dials}"
+        call.state, call.agent_leg, call.agent_id = CallState.OFFERING, leg, agent_id
+        self._by_leg[leg] = call
+        return [Dial(leg, contact_id, agent_id, target, call.caller, call.offer)]
+
+    def offer_cancelled(self, contact_id: str, agent_id: str) -> list[Action]:
+        """The ACD withdrew the offer (ring timeout, the agent went not ready, the contact left):
+        cancel the phone's INVITE; the call waits for the next offer."""
+        call = self.calls.get(contact_id)
+        if call is None or call.state is not CallState.OFFERING or call.agent_id != agent_id:
+            return []   # already settled here (the phone failed first, or the caller left)
+        assert call.agent_leg is not None
+        leg = call.agent_leg
+        call.stale.add(leg)
+        call.state, call.agent_leg, call.agent_id = CallState.QUEUED, None, None
+        return [Cancel(leg)]
+
+    def acd_ended(self, contact_id: str, why: str) -> list[Action]:
+        """The ACD ended the contact on its own (overflowed with no target, ended from the agent's
+        desktop): release whatever legs are up."""
+        call = self.calls.get(contact_id)
+        if call is None:
+            return []
+        out: list[Action] = []
+        if call.state is CallState.CONNECTED:
+            assert call.agent_leg is not None
+            out += [Hangup(call.caller_leg), Hangup(call.agent_leg)]
+        else:
+            if call.state is CallState.OFFERING and call.agent_leg is not None:
+                out.append(Cancel(call.agent_leg))
+                call.stale.add(call.agent_leg)
+            out.append(Reject(call.caller_leg, 480, "Temporarily Unavailable"))
+        return self._end(call, f"acd:{why}", out)
+
+    # ---- the agent's phone ----------------------------------------------------------------------
+    def agent_ringing(self, leg: str) -> list[Action]:
+        call = self._leg(leg)
+        if leg != call.agent_leg or call.state is not CallState.OFFERING:
+            return []
+        assert call.agent_id is not None
+        return [AcdRinging(call.agent_id, call.contact_id)]
+
+    def agent_answered(self, leg: str, sdp: bytes) -> list[Action]:
+        """200 from the phone (the adapter ACKs it): connect the caller — or, if this leg is no
+        longer wanted, hang it up."""
+        call = self._by_leg.get(leg)
+        if call is None or leg != call.agent_leg or call.state is not CallState.OFFERING:
+            self._by_leg.pop(leg, None)
+            return [Hangup(leg)]
+        assert call.agent_id is not None
+        call.state = CallState.CONNECTED
+        return [Answer(call.caller_leg, sdp), AcdAccept(call.agent_id, call.contact_id)]
+
+    def agent_failed(self, leg: str, status: int) -> list[Action]:
+        """A final error from the phone (or 408 for a transaction timeout, 503 for a transport
+        failure). After our CANCEL (487) it is moot; else a miss and the ACD offers again."""
+        call = self._by_leg.pop(leg, None)
+        if call is None:
+            return []
+        if leg in call.stale or leg != call.agent_leg or call.state is not CallState.OFFERING:
+            call.stale.discard(leg)
+            return []
+        assert call.agent_id is not None
+        agent = call.agent_id
+        call.state, call.agent_leg, call.agent_id = CallState.QUEUED, None, None
+        return [AcdOfferFailed(agent, call.contact_id, miss_kind(status))]
+
+    def agent_hangup(self, leg: str) -> list[Action]:
+        """BYE from the agent's phone."""
+        call = self._by_leg.get(leg)
+        if call is None or leg != call.agent_leg or call.state is not CallState.CONNECTED:
+            self._by_leg.pop(leg, None)
+            return []
+        assert call.agent_id is not None
+        return self._end(call, "agent_hangup", [Hangup(call.caller_leg), AcdEnd(call.agent_id, call.contact_id)])
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _end(self, call: Call, cause: str, out: list[Action]) -> list[Action]:
+        connected = call.state is CallState.CONNECTED
+        call.state = CallState.ENDED
+        del self.calls[call.contact_id]
+        self._by_leg.pop(call.caller_leg, None)
+        if call.agent_leg is not None and call.agent_leg not in call.stale:
+            self._by_leg.pop(call.agent_leg, None)
+        out.append(CallEnded(call.contact_id, cause, connected))
+        return out
+
+    def _call(self, contact_id: str) -> Call:
+        call = self.calls.get(contact_id)
+        if call is None:
+            raise CallError(f"no call {contact_id}")
+        return call
+
+    def _leg(self, leg: str) -> Call:
+        call = self._by_leg.get(leg)
+        if call is None:
+            raise CallError(f"no leg {leg}")
+        return call
+
+    def leg_of(self, leg: str) -> Call | None:
+        return self._by_leg.get(leg)

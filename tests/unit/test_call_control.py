@@ -1,0 +1,145 @@
+"""The B2BUA call-control core: every path of a call, and the races between phones, callers and the ACD."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctiserver.acd import MissKind
+from ctiserver.calls.control import (
+    AcdAccept,
+    AcdCancel,
+    AcdEnd,
+    AcdEnqueue,
+    AcdOfferFailed,
+    AcdRinging,
+    Answer,
+    CallControl,
+    CallEnded,
+    CallError,
+    CallState,
+    Cancel,
+    Dial,
+    Hangup,
+    Reject,
+    Ring,
+    miss_kind,
+)
+
+SDP_A, SDP_B = b"v=0 caller", b"v=0 agent"
+
+
+def queued(cc: CallControl, cid: str = "k1") -> list:
+    return cc.caller_invite(cid, "in1", "420271004245", "200", SDP_A, {"lang": "cs"})
+
+
+def test_a_call_rings_back_is_offered_answered_and_hung_up_by_the_caller() -> None:
+    cc = CallControl()
+    assert queued(cc) == [Ring("in1"), AcdEnqueue("k1", "200", "420271004245", {"lang": "cs"})]
+    assert cc.offer("k1", "agent1", "sip:agent1@127.0.0.1:5091") == [
+        Dial("k1/1", "k1", "agent1", "sip:agent1@127.0.0.1:5091", "420271004245", SDP_A)]
+    assert cc.agent_ringing("k1/1") == [AcdRinging("agent1", "k1")]
+    assert cc.agent_answered("k1/1", SDP_B) == [Answer("in1", SDP_B), AcdAccept("agent1", "k1")]
+    assert cc.calls["k1"].state is CallState.CONNECTED
+    assert cc.caller_hangup("in1") == [Hangup("k1/1"), AcdEnd("agent1", "k1"), CallEnded("k1", "caller_hangup", True)]
+    assert cc.calls == {} and cc.leg_of("in1") is None and cc.leg_of("k1/1") is None
+
+
+def test_the_agent_hangs_up() -> None:
+    cc = CallControl()
+    queued(cc)
+    cc.offer("k1", "agent1", "sip:a@h")
+    cc.agent_answered("k1/1", SDP_B)
+    assert cc.agent_hangup("k1/1") == [Hangup("in1"), AcdEnd("agent1", "k1"), CallEnded("k1", "agent_hangup", True)]
+    assert cc.agent_hangup("k1/1") == []   # a retransmitted BYE after the end: nothing
+
+
+@pytest.mark.parametrize(("status", "kind"), [(486, MissKind.REJECTED), (603, MissKind.REJECTED),
+                                              (600, MissKind.REJECTED), (480, MissKind.UNREACHABLE),
+                                              (404, MissKind.UNREACHABLE), (408, MissKind.UNREACHABLE),
+                                              (503, MissKind.UNREACHABLE)])
+def test_a_failing_phone_is_a_miss_and_the_call_waits_again(status: int, kind: MissKind) -> None:
+    cc = CallControl()
+    queued(cc)
+    cc.offer("k1", "agent1", "sip:a@h")
+    assert cc.agent_failed("k1/1", status) == [AcdOfferFailed("agent1", "k1", kind)]
+    assert cc.calls["k1"].state is CallState.QUEUED
+    assert cc.offer("k1", "agent2", "sip:b@h")[0].leg == "k1/2"   # the next agent, a new leg
+    assert miss_kind(status) is kind
+
+
+def test_ring_timeout_cancels_the_phone_and_its_487_is_not_a_miss() -> None:
+    cc = CallControl()
+    queued(cc)
+    cc.offer("k1", "agent1", "sip:a@h")
+    assert cc.offer_cancelled("k1", "agent1") == [Cancel("k1/1")]
+    assert cc.agent_failed("k1/1", 487) == []
+    assert cc.offer_cancelled("k1", "agent1") == []   # twice: already settled
+
+
+def test_a_200_crossing_our_cancel_is_hung_up_not_connected() -> None:
+    cc = CallControl()
+    queued(cc)
+    cc.offer("k1", "agent1", "sip:a@h")
+    cc.offer_cancelled("k1", "agent1")
+    cc.offer("k1", "agent2", "sip:b@h")
+    assert cc.agent_answered("k1/1", SDP_B) == [Hangup("k1/1")]
+    assert cc.calls["k1"].state is CallState.OFFERING and cc.calls["k1"].agent_id == "agent2"
+    assert cc.agent_answered("k1/2", SDP_B) == [Answer("in1", SDP_B), AcdAccept("agent2", "k1")]
+
+
+def test_the_caller_hangs_up_while_the_phone_rings() -> None:
+    cc = CallControl()
+    queued(cc)
+    cc.offer("k1", "agent1", "sip:a@h")
+    assert cc.caller_hangup("in1") == [Cancel("k1/1"), AcdCancel("k1", "abandoned"),
+                                       CallEnded("k1", "abandoned", False)]
+    assert cc.offer_cancelled("k1", "agent1") == []   # the ACD's own CancelOffer that follows
+    assert cc.agent_answered("k1/1", SDP_B) == [Hangup("k1/1")]   # answered anyway: ACK + BYE
+    assert cc.leg_of("k1/1") is None
+
+
+def test_the_caller_hangs_up_while_queued() -> None:
+    cc = CallControl()
+    queued(cc)
+    assert cc.caller_hangup("in1") == [AcdCancel("k1", "abandoned"), CallEnded("k1", "abandoned", False)]
+
+
+def test_no_phone_for_the_agent_is_unreachable_at_once() -> None:
+    cc = CallControl()
+    queued(cc)
+    assert cc.offer("k1", "agent1", None) == [AcdOfferFailed("agent1", "k1", MissKind.UNREACHABLE)]
+    assert cc.calls["k1"].state is CallState.QUEUED
+
+
+def test_enqueue_refused_and_acd_endings() -> None:
+    cc = CallControl()
+    queued(cc)
+    assert cc.enqueue_failed("k1", 404, "Not Found") == [Reject("in1", 404, "Not Found"),
+                                                        CallEnded("k1", "rejected:404", False)]
+    queued(cc, "k2")
+    cc.offer("k2", "agent1", "sip:a@h")
+    assert cc.acd_ended("k2", "overflowed") == [Cancel("k2/1"), Reject("in1", 480, "Temporarily Unavailable"),
+                                                CallEnded("k2", "acd:overflowed", False)]
+    cc.caller_invite("k3", "in3", "1", "200", SDP_A)
+    cc.offer("k3", "agent1", "sip:a@h")
+    cc.agent_answered("k3/1", SDP_B)
+    assert cc.acd_ended("k3", "ended") == [Hangup("in3"), Hangup("k3/1"), CallEnded("k3", "acd:ended", True)]
+    assert cc.acd_ended("nope", "ended") == []
+
+
+def test_late_and_wrong_events_are_errors_or_ignored() -> None:
+    cc = CallControl()
+    with pytest.raises(CallError):
+        cc.caller_hangup("nope")
+    queued(cc)
+    with pytest.raises(CallError):
+        queued(cc)                       # the same contact twice
+    with pytest.raises(CallError):
+        cc.caller_hangup("k1/1")         # not a leg yet
+    cc.offer("k1", "agent1", "sip:a@h")
+    with pytest.raises(CallError):
+        cc.offer("k1", "agent2", "sip:b@h")   # already offering
+    with pytest.raises(CallError):
+        cc.caller_hangup("k1/1")         # an agent leg is not a caller leg
+    assert cc.agent_ringing("k1/1") == [AcdRinging("agent1", "k1")]
+    assert cc.agent_failed("zz", 486) == []
