@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["BootstrapSettings", "ConfigError", "DatabaseSettings", "HttpSettings", "LogSettings",
-           "NodeSettings", "Settings", "SimProtSettings", "load_settings", "mask_dsn", "settings_to_dict"]
+           "NodeSettings", "Settings", "SimProtSettings", "SipSettings", "load_settings", "mask_dsn",
+           "settings_to_dict"]
 
 ENVIRONMENTS = ("demo", "production", "training", "test")  # SPEC ARCH-8
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -105,6 +106,22 @@ class BootstrapSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SipSettings:
+    """The SIP trunk and the agents' phones (docs/sip.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"          # listen address for UDP and TCP
+    port: int = 5060                 # the same port for UDP and TCP; 0 = pick a free one
+    advertise: str = ""              # host[:port] put in Via/Contact when it differs from host:port (NAT)
+    trunk_peers: tuple[str, ...] = ("127.0.0.1",)   # addresses or networks (CIDR) allowed to call pilots
+    realm: str = "ctiserver"         # digest realm for phones that REGISTER
+    max_message: int = 65535         # bytes per SIP message
+    rate_limit: float = 500.0        # requests per second per source address (burst: twice that)
+    max_calls: int = 20_000          # calls in progress; beyond, new INVITEs get 503
+    demo_phones: bool = False        # demo only: agent1..agent4 at workplaces with static phones, logged in
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     simprot: SimProtSettings = field(default_factory=SimProtSettings)
@@ -112,6 +129,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     log: LogSettings = field(default_factory=LogSettings)
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
 
 
 _SECTIONS: dict[str, type] = {f.name: f.type for f in fields(Settings)}  # type: ignore[misc]
@@ -359,7 +377,26 @@ def _validate(s: Settings) -> None:
     _one_of("log.level", s.log.level, LOG_LEVELS)
     _one_of("log.format", s.log.format, LOG_FORMATS)
     _validate_bootstrap(s.bootstrap, s.node.environment)
+    _validate_sip(s.sip, s.node.environment)
 
+
+def _validate_sip(sip: SipSettings, environment: str) -> None:
+    import ipaddress
+
+    _require(bool(sip.host), "sip.host", "must not be empty (use 0.0.0.0 or :: for all interfaces)")
+    _bounds("sip.port", sip.port, 0, 65535)
+    for entry in sip.trunk_peers:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("sip.trunk_peers", f"expected an IP address or network, got {_short(entry)}") from None
+    _require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", sip.realm)), "sip.realm",
+             f"expected 1-63 letters, digits, '.', '_' or '-', got {_short(sip.realm)}")
+    _bounds("sip.max_message", sip.max_message, 1500, 1 << 20)
+    _positive("sip.rate_limit", sip.rate_limit)
+    _bounds("sip.max_calls", sip.max_calls, 1)
+    _require(not sip.demo_phones or environment == "demo", "sip.demo_phones",
+             "only allowed when node.environment is 'demo'")
 
 # --- showing the effective configuration ----------------------------------------------------------------
 

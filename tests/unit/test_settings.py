@@ -340,7 +340,7 @@ def test_settings_to_dict_masks_secrets() -> None:
     assert out["bootstrap"] == {"admin_user": "admin", "admin_password": "***", "demo_acd": False}
     assert out["simprot"]["peers"] == ["cc2:7400"]
     assert "s3cr" not in repr(out) and "hunter2" not in repr(out)
-    assert set(out) == {"node", "simprot", "http", "database", "log", "bootstrap"}
+    assert set(out) == {"node", "simprot", "http", "database", "log", "bootstrap", "sip"}
 
 
 def test_settings_to_dict_leaves_empty_password_visible() -> None:
@@ -367,3 +367,22 @@ def test_demo_acd_only_in_the_demo_environment() -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(None, env={}, overrides=["node.environment=production", "bootstrap.demo_acd=true"])
     assert e.value.key == "bootstrap.demo_acd"
+
+
+@pytest.mark.parametrize(("toml", "key", "fragment"), [
+    ('[sip]\ntrunk_peers = ["10.0.0.0/8", "pbx.example.cz"]\n', "sip.trunk_peers", "'pbx.example.cz'"),
+    ("[sip]\nport = 70000\n", "sip.port", "between 0 and 65535"),
+    ('[sip]\nrealm = "a b"\n', "sip.realm", "letters, digits"),
+    ("[sip]\nmax_message = 100\n", "sip.max_message", "between 1500 and"),
+    ("[sip]\nrate_limit = 0\n", "sip.rate_limit", "greater than 0"),
+    ('[node]\nenvironment = "production"\n[sip]\ndemo_phones = true\n', "sip.demo_phones", "only allowed"),
+])
+def test_sip_section_errors_name_the_key(tmp_path: Path, toml: str, key: str, fragment: str) -> None:
+    err = error_of(tmp_path, toml)
+    assert err.key == key and fragment in err.problem, err
+
+
+def test_sip_section_defaults_and_networks(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, '[sip]\nenabled = true\ntrunk_peers = ["10.1.0.0/16", "::1"]\n'), env={})
+    assert s.sip.enabled and s.sip.port == 5060 and s.sip.trunk_peers == ("10.1.0.0/16", "::1")
+    assert not load_settings(None, env={}).sip.enabled
