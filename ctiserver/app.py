@@ -16,6 +16,7 @@ import signal
 import ssl
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from aiohttp import web
 from simprot.server import Limits, SimProtServer
 
 from .accounts import AccountStore, WorkplaceStore
+from .acd import Action, Engine
+from .calls.telephony import Telephony
 from .db import Database
 from .distribution import TOPICS as DIST_TOPICS
 from .distribution import Distribution
@@ -65,6 +68,8 @@ class App:
     bootstrap_password: str | None = None
     history: HistoryWriter | None = None
     distribution: Distribution | None = None
+    telephony: Telephony | None = None
+    sip_address: tuple[str, int] = ("", 0)
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _db_ok: bool = True
@@ -91,7 +96,15 @@ class App:
         })
         if s.bootstrap.demo_acd:
             await self._demo_acd(accounts)
+        if s.sip.enabled and s.sip.demo_phones:
+            await self._demo_phones()
         await dist.load()
+        if s.sip.enabled:
+            self.telephony = Telephony(s.sip, dist)
+            self.sip_address = (s.sip.host, await self.telephony.start())
+            dist.telephony = self.telephony
+            if s.sip.demo_phones:
+                self._demo_phones_ready()
         self.simprot_address = await self.server.listen(s.simprot.host, s.simprot.port, ssl=tls_context(s))
         self._runner = web.AppRunner(make_app(self.service), access_log=None)
         await self._runner.setup()
@@ -144,6 +157,31 @@ class App:
                                    [(account.id, k, v) for k, v in sk.items()])
         log.warning("bootstrap.demo_acd", extra={"projects": 3, "agents": len(skills)})
 
+    async def _demo_phones(self) -> None:
+        """Demo: workplaces demo-1..4 with static phones sip:agentN@127.0.0.1:509N (README)."""
+        assert self.db is not None
+        await self.db.pool.executemany(
+            """INSERT INTO cc.workplaces (name, extension, sip_uri, location) VALUES ($1, $2, $3, 'demo')
+               ON CONFLICT (name) DO UPDATE SET sip_uri = EXCLUDED.sip_uri""",
+            [(f"demo-{n}", f"50{90 + n}", f"sip:agent{n}@127.0.0.1:{5090 + n}") for n in range(1, 5)])
+        await self.db.pool.execute(  # pilot 200 goes straight to the general project
+            """INSERT INTO cc.entry_rules (position, pilot, project)
+               SELECT 10, '200', 'general' WHERE EXISTS (SELECT 1 FROM cc.projects WHERE project = 'general')
+                 AND NOT EXISTS (SELECT 1 FROM cc.entry_rules WHERE pilot = '200')""")
+
+    def _demo_phones_ready(self) -> None:
+        """Demo: agent1..4 logged in at their demo workplaces and ready, unless already logged in."""
+        assert self.distribution is not None and self.telephony is not None
+        dist = self.distribution
+        for n in range(1, 5):
+            agent = f"agent{n}"
+            wp = self.telephony.workplaces.get(f"demo-{n}")
+            if agent not in dist.account_ids or wp is None or dist.engine.brief(agent)[0].value != "logged_out":
+                continue
+            now = dist.clock()
+            dist.engine_input(partial(_login_ready, agent, str(wp["id"]), now), "system:demo")
+        log.warning("demo.phones_ready", extra={"agents": 4})
+
     async def _db_watch(self) -> None:
         """Probe the database every few seconds; /health and status report the result."""
         assert self.db is not None
@@ -164,6 +202,8 @@ class App:
     async def stop(self, grace: float = 2.0) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.telephony is not None:
+            await self.telephony.close()
         if self.server is not None:
             await self.server.close(grace)
         if self.distribution is not None:
@@ -175,6 +215,10 @@ class App:
         if self.db is not None:
             await self.db.close()
         log.info("ctiserver.stopped")
+
+
+def _login_ready(agent: str, workplace: str, now: float, engine: Engine, _t: float) -> list[Action]:
+    return engine.login(agent, now, workplace) + engine.ready(agent, now)
 
 
 def write_ctictl_config(path: Path, server: tuple[str, int], user: str, password: str) -> None:
@@ -236,6 +280,9 @@ def _print_banner(app: App) -> None:
     print(f"  SimProt  {app.simprot_address[0]}:{app.simprot_address[1]}"
           f"{' (TLS)' if s.simprot.tls_cert else ''}", file=out)
     print(f"  HTTP     http://{app.http_address[0]}:{app.http_address[1]}/health  /metrics  /status", file=out)
+    if app.telephony is not None:
+        print(f"  SIP      {app.sip_address[0]}:{app.sip_address[1]} (UDP and TCP)"
+              f"{'; demo phones sip:agent1..4@127.0.0.1:5091..5094' if s.sip.demo_phones else ''}", file=out)
     assert app.db is not None
     where = f"embedded PostgreSQL in {Path(s.database.embedded_dir).resolve()}" if app.db.embedded else "configured DSN"
     print(f"  Database {where}", file=out)

@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -52,6 +52,9 @@ from .acd import (
 from .acd.entry import EntryRule, route_entry
 from .acd.ewt import EwtEstimator, EwtFeed
 from .history import HistoryWriter
+
+if TYPE_CHECKING:
+    from .calls.telephony import Telephony
 
 log = logging.getLogger("ctiserver.acd")
 
@@ -91,6 +94,7 @@ class Distribution:
         self._timer: asyncio.TimerHandle | None = None
         self.entry_rules: list[EntryRule] = []
         self._projects_of: dict[str, list[str]] = {}   # agent -> eligible projects (cleared on any change)
+        self.telephony: Telephony | None = None   # set when the SIP trunk runs: calls ring phones
 
     # ---- start-up ---------------------------------------------------------------------------
     async def load(self) -> None:
@@ -193,11 +197,17 @@ class Distribution:
                 c.setdefault("first_offer_at", self.clock())
                 c["offered_to"], c["offered_at"] = a.agent_id, self.clock()
                 publish("agent", "offer", {"agent": a.agent_id, "contact": a.contact_id, "project": c.get("project"),
-                                           "ring_timeout": a.ring_timeout, "data": c.get("data", {})},
+                                           "ring_timeout": a.ring_timeout, "data": c.get("data", {}),
+                                           "call": bool(c.get("call"))},
                         frozenset((a.agent_id,)))
-                delivered.append(a)
+                if c.get("call") and self.telephony is not None:
+                    self.telephony.acd_offer(a.contact_id, a.agent_id)   # his phone rings: ringing comes from it
+                else:
+                    delivered.append(a)
             elif isinstance(a, CancelOffer):
                 self._offer_done(a.contact_id, a.agent_id, a.reason)
+                if self.telephony is not None and self.contacts.get(a.contact_id, {}).get("call"):
+                    self.telephony.acd_offer_cancelled(a.contact_id, a.agent_id)
                 publish("agent", "offer.cancelled", {"agent": a.agent_id, "contact": a.contact_id,
                                                      "reason": a.reason}, frozenset((a.agent_id,)))
             elif isinstance(a, AgentStateChanged):
@@ -215,7 +225,9 @@ class Distribution:
                 if owner:
                     publish("contacts", "contact.state", data, frozenset((owner,)))
                 if a.new in _TERMINAL:
-                    self.contacts.pop(a.contact_id, None)
+                    gone = self.contacts.pop(a.contact_id, None)
+                    if gone and gone.get("call") and self.telephony is not None:
+                        self.telephony.acd_ended(a.contact_id, a.new.value)
             elif isinstance(a, AutoLogout):
                 log.warning("acd.auto_logout", extra={"agent": a.agent_id, "kind": a.kind.value, "misses": a.misses})
                 publish("acd", "agent.auto_logout", {"agent": a.agent_id, "kind": a.kind.value,
@@ -312,6 +324,22 @@ class Distribution:
         if self._timer is not None:
             self._timer.cancel()
 
+    # ---- calls (the SIP trunk) ------------------------------------------------------------------
+    def enqueue_call(self, contact_id: str, pilot: str, caller: str, data: dict[str, Any]) -> None:
+        """A call from the trunk enters the ACD: the entry rules choose the project from the pilot,
+        the caller's number and the data. LookupError when no rule matches; AcdError if refused."""
+        project = route_entry(self.entry_rules, pilot, caller, data, datetime.now().time())
+        if project is None:
+            raise LookupError(f"no entry rule for pilot {pilot!r}")
+        now = self.clock()
+        self._enqueue({"contact": contact_id, "project": project, "channel": "voice", "priority": 0,
+                       "enqueued_at": now, "data": {"caller": caller, "pilot": pilot, **data}, "owner": "",
+                       "preferred_agent": None, "call": True}, now, "sip")
+
+    def engine_input(self, fn: Callable[[Engine, float], list[Action]], cause: str) -> list[Action]:
+        """Feed the engine an input from the telephony (a phone rang, answered, failed, hung up)."""
+        return self._apply(fn(self.engine, self.clock()), cause)
+
     # ---- contacts -------------------------------------------------------------------------------
     def _enqueue(self, record: dict[str, Any], now: float, cause: str) -> list[Action]:
         contact = Contact(id=record["contact"], project=record["project"], channel=Channel(record["channel"]),
@@ -375,9 +403,9 @@ class Distribution:
             Operation("agent.not_ready", self._agent_op(
                 lambda e, a, now, args: e.not_ready(a, now, _arg(args, "reason"))), "acd.agent"),
             Operation("agent.accept", self._agent_op(
-                lambda e, a, now, args: e.accept(a, _arg(args, "contact"), now)), "acd.agent"),
+                lambda e, a, now, args: e.accept(a, self._not_a_call(args), now)), "acd.agent"),
             Operation("agent.reject", self._agent_op(
-                lambda e, a, now, args: e.reject(a, _arg(args, "contact"), now)), "acd.agent"),
+                lambda e, a, now, args: e.reject(a, self._not_a_call(args), now)), "acd.agent"),
             Operation("agent.end", self._agent_op(
                 lambda e, a, now, args: e.end_contact(a, _arg(args, "contact"), now)), "acd.agent"),
             Operation("agent.end_wrap_up", self._agent_op(lambda e, a, now, args: e.end_wrap_up(a, now)), "acd.agent"),
@@ -393,6 +421,13 @@ class Distribution:
             Operation("contact.cancel", self.op_cancel, "contacts.enqueue"),
             Operation("contact.callback", self.op_callback, "contacts.enqueue"),
         ]
+
+    def _not_a_call(self, args: dict) -> str:
+        contact = _arg(args, "contact")
+        if self.contacts.get(contact, {}).get("call"):
+            raise RequestError(ErrorCode.INVALID_STATE, "contact: a phone call; answer or decline it on the phone",
+                               {"field": "contact"})
+        return contact
 
     def _agent_view(self, name: str) -> dict:
         try:

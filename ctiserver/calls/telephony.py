@@ -1,0 +1,490 @@
+"""The SIP side of the core: the trunk, the agents' phones, and the B2BUA legs between them.
+
+:class:`Telephony` is the transaction user of one :class:`~sipcore.endpoint.SipEndpoint`. It turns
+SIP into the leg events of :class:`~ctiserver.calls.control.CallControl` and performs its actions:
+
+* an INVITE to a pilot from a trunk peer (``sip.trunk_peers``) becomes a *caller leg*: 180 at once,
+  the contact enters the ACD through the entry rules (:meth:`Distribution.enqueue_call`);
+* the ACD's offer becomes an *agent leg*: our INVITE, with the caller's SDP, to the phone of the
+  workplace the agent logged in at (its registered contact, else its static ``sip_uri``); the
+  phone's 180 is "ringing", its 200 connects the caller (200 with the phone's SDP, media end to
+  end), its error is a miss; the ACD's ring timeout becomes a CANCEL;
+* CANCEL/BYE from either side release the other; REGISTER goes to the registrar; OPTIONS is
+  answered 200 (trunk keepalives).
+
+Work is serialised through one queue (:meth:`_post`/:meth:`_pump`): the ACD calls back into us
+while we call into it (an offer that fails at once leads to the next offer), and the queue keeps
+that flat instead of recursive. Everything runs on the event loop; nothing blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sipcore.dialog import AckTimeout, Dialog, DialogError, ResponseKind, error_response
+from sipcore.endpoint import SipEndpoint
+from sipcore.headers import Method
+from sipcore.message import Request, Response, make_response
+from sipcore.net import Peer
+from sipcore.registrar import Registrar
+from sipcore.sdp import SdpError, parse_sdp
+from sipcore.syntax import MessageLimits, ParseError
+from sipcore.transaction import (
+    CancelRequested,
+    ClientTransaction,
+    IncomingRequest,
+    IncomingResponse,
+    Overloaded,
+    ServerTransaction,
+    StrayResponse,
+    TransactionError,
+    TransactionTimeout,
+    TransportFailed,
+    new_branch,
+    new_tag,
+)
+from sipcore.transport import TransportLimits
+from sipcore.uri import SipUri, parse_uri
+
+from ..acd import AcdError, MissKind
+from ..settings import SipSettings
+from .control import (
+    AcdAccept,
+    AcdCancel,
+    AcdEnd,
+    AcdEnqueue,
+    AcdOfferFailed,
+    AcdRinging,
+    Action,
+    Answer,
+    CallControl,
+    CallEnded,
+    CallError,
+    Cancel,
+    Dial,
+    Hangup,
+    Reject,
+    Ring,
+)
+from .edge import RateLimiter, TrunkPeers
+
+if TYPE_CHECKING:
+    from ..distribution import Distribution
+
+log = logging.getLogger("ctiserver.sip")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
+SDP = "application/sdp"
+
+
+@dataclass(slots=True, eq=False)
+class Leg:
+    id: str
+    kind: str                                     # "caller" | "agent"
+    txn: ServerTransaction | ClientTransaction    # the INVITE's transaction
+    invite: Request
+    peer: Peer
+    tag: str                                      # our tag on this leg
+    dialog: Dialog | None = None
+    rang: bool = False
+    final: bool = False                           # caller: we sent a final; agent: we got one
+    ended: bool = False
+
+
+class Telephony:
+    def __init__(self, settings: SipSettings, distribution: Distribution) -> None:
+        self.settings = settings
+        self.distribution = distribution
+        self.control = CallControl()
+        self.registrar = Registrar()
+        self.trunk = TrunkPeers(settings.trunk_peers)
+        self.limiter = RateLimiter(settings.rate_limit)
+        self.endpoint: SipEndpoint | None = None
+        self.sent_by = ""
+        self.legs: dict[str, Leg] = {}
+        self.workplaces: dict[str, dict[str, Any]] = {}   # workplace id (text) -> row
+        self._work: deque[tuple[Callable[..., Any], tuple]] = deque()
+        self._pumping = False
+        self._scheduled = False
+        self.stats = {"calls": 0, "answered": 0, "rejected": 0, "refused": 0}
+
+    # ---- life -----------------------------------------------------------------------------------
+    async def start(self) -> int:
+        limits = TransportLimits(message=MessageLimits(max_message_size=self.settings.max_message))
+        self.endpoint = SipEndpoint(self.on_event, limits=limits)
+        port = await self.endpoint.listen(self.settings.host, self.settings.port)
+        host = self.settings.host if self.settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        self.sent_by = self.settings.advertise or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        await self.load_workplaces()
+        log.info("sip.listening", extra={"host": self.settings.host, "port": port})
+        return port
+
+    async def close(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.close()
+
+    async def load_workplaces(self) -> None:
+        rows = await self.distribution.pool.fetch("SELECT id, name, extension, sip_uri FROM cc.workplaces")
+        self.workplaces = {str(r["id"]): dict(r) for r in rows}
+        self.workplaces.update({r["name"]: dict(r) for r in rows})
+
+    def target_of(self, agent_id: str) -> str | None:
+        """The SIP URI to ring for an agent: his workplace's registered phone, else its sip_uri."""
+        try:
+            workplace = self.distribution.engine.brief(agent_id)[5]
+        except AcdError:
+            return None
+        row = self.workplaces.get(workplace or "")
+        if row is None:
+            return None
+        assert self.endpoint is not None
+        bindings = self.registrar.lookup(row["extension"], self.endpoint.now())
+        return bindings[0].contact if bindings else (row["sip_uri"] or None)
+
+    # ---- the work queue -------------------------------------------------------------------------
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._work.append((fn, args))
+        if not self._pumping and not self._scheduled and self.endpoint is not None:
+            self._scheduled = True
+            self.endpoint.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._scheduled = False
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._work:
+                fn, args = self._work.popleft()
+                try:
+                    fn(*args)
+                except (CallError, AcdError, TransactionError, DialogError, ParseError) as exc:
+                    log.warning("sip.step_failed", extra={"step": getattr(fn, "__name__", "?"), "reason": str(exc)})
+        finally:
+            self._pumping = False
+            if self.endpoint is not None:
+                self.endpoint.flush()
+
+    def _perform(self, actions: list[Action]) -> None:
+        for a in actions:
+            self._work.append((self._do, (a,)))
+
+    # ---- from the ACD (Distribution._apply) ---------------------------------------------------------
+    def acd_offer(self, contact_id: str, agent_id: str) -> None:
+        self._post(lambda: self._perform(self.control.offer(contact_id, agent_id, self.target_of(agent_id))))
+
+    def acd_offer_cancelled(self, contact_id: str, agent_id: str) -> None:
+        self._post(lambda: self._perform(self.control.offer_cancelled(contact_id, agent_id)))
+
+    def acd_ended(self, contact_id: str, state: str) -> None:
+        self._post(lambda: self._perform(self.control.acd_ended(contact_id, state)))
+
+    def is_call(self, contact_id: str) -> bool:
+        return contact_id in self.control.calls
+
+    # ---- SIP events -----------------------------------------------------------------------------
+    def on_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, IncomingRequest):
+            self._request(ev, now)
+        elif isinstance(ev, IncomingResponse):
+            self._response(ev.response, ev.transaction, now)
+        elif isinstance(ev, CancelRequested):
+            self._cancel(ev, now)
+        elif isinstance(ev, (TransactionTimeout, TransportFailed)):
+            txn = ev.transaction
+            if isinstance(txn, ClientTransaction):
+                assert self.endpoint is not None
+                self.endpoint.dialogs.transaction_failed(txn)
+                leg = txn.context
+                if isinstance(leg, Leg) and txn.is_invite and not leg.final:
+                    leg.final = True
+                    status = 408 if isinstance(ev, TransactionTimeout) else 503
+                    self._perform(self.control.agent_failed(leg.id, status))
+        elif isinstance(ev, StrayResponse):
+            self._response(ev.response, None, now)
+        elif isinstance(ev, AckTimeout):
+            leg = ev.dialog.context
+            if isinstance(leg, Leg) and leg.kind == "caller":
+                self._perform(self._safe(self.control.caller_hangup, leg.id))
+        elif isinstance(ev, Overloaded):
+            assert self.endpoint is not None
+            self.endpoint.layer.send(make_response(ev.request, 503, headers=[("Retry-After", "5")]), ev.peer)
+        if self._work:
+            self._pump()
+
+    @staticmethod
+    def _safe(fn: Callable[..., list[Action]], *args: Any) -> list[Action]:
+        try:
+            return fn(*args)
+        except CallError:
+            return []
+
+    def _request(self, ev: IncomingRequest, now: float) -> None:
+        assert self.endpoint is not None
+        req, txn, peer = ev.request, ev.transaction, ev.peer
+        dialogs = self.endpoint.dialogs
+        if txn is None:   # an ACK for a 2xx: stops our retransmissions
+            dialogs.receive_request(req, None, now)
+            return
+        if not self.limiter.allow(peer.host, now):
+            self.stats["refused"] += 1
+            self._respond(txn, make_response(req, 503, "Rate Limited", headers=[("Retry-After", "1")]), now)
+            return
+        method = req.method
+        if req.to_tag is not None:   # in a dialog
+            try:
+                dialog = dialogs.receive_request(req, txn, now)
+            except DialogError as exc:
+                self._respond(txn, error_response(req, exc), now)
+                return
+            leg = dialog.context if dialog is not None else None
+            if method == Method.BYE:
+                self._respond(txn, make_response(req, 200), now)
+                if isinstance(leg, Leg):
+                    leg.ended = True
+                    fn = self.control.caller_hangup if leg.kind == "caller" else self.control.agent_hangup
+                    self._perform(self._safe(fn, leg.id))
+            elif method == Method.INVITE and isinstance(leg, Leg) and leg.kind == "caller":
+                # a re-INVITE (hold, codec change): the media stay end to end; we keep our answer
+                answer = self._last_answer(leg)
+                if answer:
+                    self._respond(txn, make_response(req, 200, headers=[("Contact", self._contact()),
+                                                                        ("Content-Type", SDP)], body=answer), now)
+                else:
+                    self._respond(txn, make_response(req, 488, "Not Acceptable Here"), now)
+            else:
+                self._respond(txn, make_response(req, 200 if method == Method.OPTIONS else 405,
+                                                 headers=[("Allow", ALLOW)]), now)
+            return
+        if method == Method.INVITE:
+            self._new_call(req, txn, peer, now)
+        elif method == Method.REGISTER:
+            self._respond(txn, self.registrar.register(req, peer, now), now)
+        elif method == Method.OPTIONS:
+            self._respond(txn, make_response(req, 200, to_tag=new_tag(), headers=[("Allow", ALLOW),
+                                                                                  ("Accept", SDP)]), now)
+        elif method == Method.BYE:
+            self._respond(txn, make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=new_tag()), now)
+        else:
+            self._respond(txn, make_response(req, 405, to_tag=new_tag(), headers=[("Allow", ALLOW)]), now)
+
+    def _last_answer(self, leg: Leg) -> bytes | None:
+        resp = getattr(leg.txn, "response", None)
+        return resp.body if isinstance(resp, Response) and resp.status == 200 else None
+
+    def _respond(self, txn: ServerTransaction, resp: Response, now: float) -> None:
+        assert self.endpoint is not None
+        try:
+            self.endpoint.dialogs.respond(txn, resp, now)
+        except (TransactionError, DialogError) as exc:
+            log.info("sip.respond_refused", extra={"status": resp.status, "reason": str(exc)})
+
+    def _contact(self, user: str = "cti") -> str:
+        return f"<sip:{user}@{self.sent_by}>"
+
+    def _new_call(self, req: Request, txn: ServerTransaction, peer: Peer, now: float) -> None:
+        tag = new_tag()
+        if not self.trunk.admits(peer.host):
+            # the same answer whatever was dialled: a stranger learns nothing about our numbers
+            log.warning("sip.forbidden", extra={"peer": str(peer)})
+            self._respond(txn, make_response(req, 403, to_tag=tag), now)
+            return
+        uri = req.uri
+        pilot = uri.user if isinstance(uri, SipUri) else None
+        if not pilot:
+            self._respond(txn, make_response(req, 404, to_tag=tag), now)
+            return
+        if len(self.control.calls) >= self.settings.max_calls:
+            self._respond(txn, make_response(req, 503, to_tag=tag, headers=[("Retry-After", "5")]), now)
+            return
+        if not req.body:
+            self._respond(txn, make_response(req, 488, "Not Acceptable Here (an SDP offer is required)",
+                                             to_tag=tag), now)
+            return
+        try:
+            parse_sdp(req.body)
+        except SdpError as exc:
+            self._respond(txn, make_response(req, exc.status, str(exc)[:100], to_tag=tag), now)
+            return
+        caller_uri = req.from_.uri
+        caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+        contact_id = "s" + secrets.token_hex(8)
+        leg = Leg(contact_id, "caller", txn, req, peer, tag)
+        txn.context = leg
+        self.legs[leg.id] = leg
+        self.stats["calls"] += 1
+        log.info("sip.call", extra={"call": contact_id, "pilot": pilot, "caller": caller, "peer": str(peer)})
+        self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}))
+
+    def _cancel(self, ev: CancelRequested, now: float) -> None:
+        assert self.endpoint is not None
+        cancel = ev.transaction.request
+        if ev.invite is None:
+            self._respond(ev.transaction, make_response(cancel, 481, to_tag=new_tag()), now)
+            return
+        leg = ev.invite.context
+        self._respond(ev.transaction, make_response(cancel, 200,
+                                                    to_tag=leg.tag if isinstance(leg, Leg) else new_tag()), now)
+        if isinstance(leg, Leg) and not leg.final:
+            leg.final = leg.ended = True
+            self._respond(ev.invite, make_response(leg.invite, 487, to_tag=leg.tag), now)
+            self._perform(self._safe(self.control.caller_hangup, leg.id))
+
+    def _response(self, resp: Response, txn: ClientTransaction | None, now: float) -> None:
+        assert self.endpoint is not None
+        dr = self.endpoint.dialogs.receive_response(resp, txn, now)
+        leg = txn.context if txn is not None else None
+        if not isinstance(leg, Leg) or resp.cseq.method != Method.INVITE:
+            if dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog is not None:
+                self._ack(dr.dialog, resp)   # a 2xx nobody wants (stray): ACK and BYE
+                self._bye(dr.dialog, now)
+            return
+        status = resp.status
+        if status < 200:
+            if status > 100 and not leg.rang:
+                leg.rang = True
+                self._perform(self._safe(self.control.agent_ringing, leg.id))
+            return
+        if status < 300:
+            if dr is None or dr.kind is not ResponseKind.ESTABLISHED or dr.dialog is None:
+                return   # a retransmission (the ACK went again) or a second fork
+            leg.dialog = dr.dialog
+            dr.dialog.context = leg
+            self._ack(dr.dialog, resp)
+            if not leg.final:
+                leg.final = True
+                self.stats["answered"] += 1
+                self._perform(self.control.agent_answered(leg.id, resp.body))
+            return
+        if not leg.final:   # the transaction ACKed it (§17.1.1.3)
+            leg.final = True
+            self._perform(self.control.agent_failed(leg.id, status))
+
+    def _ack(self, dialog: Dialog, resp: Response) -> None:
+        assert self.endpoint is not None
+        transport = dialog.context.peer.transport if isinstance(dialog.context, Leg) else "udp"
+        ack = dialog.new_ack(resp.cseq.number, transport=transport.upper(), sent_by=self.sent_by)
+        self.endpoint.dialogs.send_ack(dialog, ack, self._peer_of(dialog))
+
+    def _bye(self, dialog: Dialog, now: float) -> None:
+        assert self.endpoint is not None
+        transport = dialog.context.peer.transport if isinstance(dialog.context, Leg) else "udp"
+        bye = dialog.new_request("BYE", transport=transport.upper(), sent_by=self.sent_by)
+        self.endpoint.dialogs.send_request(dialog, bye, self._peer_of(dialog), now)
+
+    def _peer_of(self, dialog: Dialog) -> Peer:
+        """Where in-dialog requests go: the next hop's address (no DNS: IP literals only)."""
+        leg = dialog.context
+        uri = dialog.next_hop
+        if isinstance(leg, Leg) and leg.kind == "caller":
+            return leg.peer   # back where the call came from (the trunk peer; NAT-safe)
+        if isinstance(uri, SipUri):
+            transport = (uri.transport or (leg.peer.transport if isinstance(leg, Leg) else "udp")).lower()
+            return Peer(transport, uri.host.strip("[]"), uri.port or 5060)
+        assert isinstance(leg, Leg)
+        return leg.peer
+
+    # ---- performing call-control actions --------------------------------------------------------
+    def _do(self, a: Action) -> None:
+        assert self.endpoint is not None
+        now = self.endpoint.now()
+        d = self.distribution
+        leg: Leg | None = self.legs.get(getattr(a, "leg", ""))
+        if isinstance(a, Ring):
+            if leg is not None and not leg.final and isinstance(leg.txn, ServerTransaction):
+                self._respond(leg.txn, make_response(leg.invite, 180, to_tag=leg.tag,
+                                                     headers=[("Contact", self._contact())]), now)
+        elif isinstance(a, Answer):
+            if leg is not None and not leg.final:
+                leg.final = True
+                resp = make_response(leg.invite, 200, to_tag=leg.tag, headers=[("Contact", self._contact()),
+                                                                               ("Content-Type", SDP)], body=a.sdp)
+                assert isinstance(leg.txn, ServerTransaction)
+                leg.dialog = self.endpoint.dialogs.respond(leg.txn, resp, now)
+                if leg.dialog is not None:
+                    leg.dialog.context = leg
+        elif isinstance(a, Reject):
+            if leg is not None and not leg.final:
+                leg.final = True
+                self.stats["rejected"] += 1
+                assert isinstance(leg.txn, ServerTransaction)
+                self._respond(leg.txn, make_response(leg.invite, a.status, a.reason, to_tag=leg.tag), now)
+        elif isinstance(a, Dial):
+            self._dial(a, now)
+        elif isinstance(a, Cancel):
+            if leg is not None and not leg.final and isinstance(leg.txn, ClientTransaction):
+                self.endpoint.layer.cancel(leg.txn, now)
+        elif isinstance(a, Hangup):
+            if leg is not None and not leg.ended:
+                leg.ended = True
+                if leg.dialog is not None:
+                    self._bye(leg.dialog, now)
+        elif isinstance(a, AcdEnqueue):
+            try:
+                d.enqueue_call(a.contact_id, a.pilot, a.caller, a.data)
+            except LookupError:
+                self._perform(self.control.enqueue_failed(a.contact_id, 404, "Not Found"))
+            except (AcdError, ValueError) as exc:
+                log.warning("sip.enqueue_failed", extra={"call": a.contact_id, "reason": str(exc)})
+                self._perform(self.control.enqueue_failed(a.contact_id, 503, "Service Unavailable"))
+        elif isinstance(a, AcdRinging):
+            d.engine_input(lambda e, t: e.ringing(a.agent_id, a.contact_id, t), "phone:ringing")
+        elif isinstance(a, AcdAccept):
+            d.engine_input(lambda e, t: e.accept(a.agent_id, a.contact_id, t), "phone:answered")
+        elif isinstance(a, AcdOfferFailed):
+            d.engine_input(lambda e, t: e.offer_failed(a.agent_id, a.contact_id, t, a.kind),
+                           f"phone:{a.kind.value}")
+        elif isinstance(a, AcdEnd):
+            d.engine_input(lambda e, t: e.end_contact(a.agent_id, a.contact_id, t), "phone:hangup")
+        elif isinstance(a, AcdCancel):
+            d.engine_input(lambda e, t: e.cancel(a.contact_id, t, a.reason), "caller")
+        elif isinstance(a, CallEnded):
+            log.info("sip.call_ended", extra={"call": a.contact_id, "cause": a.cause, "connected": a.connected})
+            for key in [k for k in self.legs if k == a.contact_id or k.startswith(a.contact_id + "/")]:
+                if self.legs[key].final or self.legs[key].ended:
+                    del self.legs[key]
+
+    def _dial(self, a: Dial, now: float) -> None:
+        assert self.endpoint is not None
+        try:
+            uri = parse_uri(a.target)
+        except ParseError:
+            uri = None
+        if not isinstance(uri, SipUri):
+            self._perform(self.control.agent_failed(a.leg, 404) if self.control.leg_of(a.leg) else [])
+            return
+        transport = (uri.transport or "udp").lower()
+        peer = Peer(transport, uri.host.strip("[]"), uri.port or 5060)
+        tag = new_tag()
+        call_id = f"{secrets.token_hex(10)}@{self.sent_by.rsplit(':', 1)[0]}"
+        caller = a.caller if a.caller.replace("+", "").isalnum() else "anonymous"
+        req = Request("INVITE", uri, headers=[
+            ("Via", f"SIP/2.0/{transport.upper()} {self.sent_by};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"\"{caller}\" <sip:{caller}@{self.sent_by}>;tag={tag}"),
+            ("To", f"<{a.target}>"),
+            ("Call-ID", call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self._contact()),
+            ("Allow", ALLOW),
+            ("Content-Type", SDP),
+            ("X-Contact-Id", a.contact_id),
+        ], body=a.sdp)
+        leg = Leg(a.leg, "agent", None, req, peer, tag)  # type: ignore[arg-type]
+        self.legs[a.leg] = leg
+        try:
+            leg.txn = self.endpoint.layer.request(req, peer, now)
+        except TransactionError:
+            leg.final = True
+            self._perform(self.control.agent_failed(a.leg, 503))
+            return
+        leg.txn.context = leg
+        log.info("sip.dial", extra={"call": a.contact_id, "agent": a.agent_id, "leg": a.leg, "peer": str(peer)})
+
+
+__all__ = ["Leg", "MissKind", "Telephony"]
