@@ -130,7 +130,7 @@ class Proc:
 async def sipp(*args: str, cwd: Path) -> Proc:
     """Start sipp with ``args`` (no stdin, errors traced into ``cwd``)."""
     assert SIPP is not None
-    argv = [SIPP, *args, "-nostdin", "-trace_err"]
+    argv = [SIPP, *args, "-nostdin", "-trace_err", "-trace_msg"]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     return Proc(proc, argv)

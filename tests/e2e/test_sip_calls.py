@@ -41,3 +41,100 @@ async def test_pilot_200_reaches_an_agent_phone_answered_and_hung_up(sip_core: S
     assert len(rows) == 5 and {r["outcome"] for r in rows} == {"answered"}
     view = sip_core.app.distribution.engine.agent(agent)  # type: ignore[union-attr]
     assert view.state.value == "ready" and view.contacts_today == 5
+
+
+SCEN = Path(__file__).parent / "scenarios"
+
+
+async def phone(core: SipCore, agent: str, scenario: str | None, tmp: Path, calls: int = 1, t: str = "u1"):  # type: ignore[no-untyped-def]
+    args = ["-sf", str(SCEN / scenario)] if scenario else ["-sn", "uas"]
+    return await sipp(*args, "-i", "127.0.0.1", "-p", str(core.phones[agent]), "-t", t, "-m", str(calls),
+                      cwd=tmp)
+
+
+async def call(core: SipCore, tmp: Path, scenario: str | None = None, calls: int = 1, t: str = "u1"):  # type: ignore[no-untyped-def]
+    args = ["-sf", str(SCEN / scenario)] if scenario else ["-sn", "uac"]
+    return await sipp(*args, "-s", "200", f"127.0.0.1:{core.port}", "-i", "127.0.0.1", "-p", str(free_port()),
+                      "-t", t, "-m", str(calls), "-r", "5", "-timeout", "30s", "-recv_timeout", "15000", cwd=tmp)
+
+
+async def offers(core: SipCore) -> list[tuple[str, str]]:
+    assert core.app.history is not None
+    await core.app.history.flush()
+    rows = await core.pool.fetch("""SELECT a.username, o.outcome FROM cc.offer_history o
+                                    JOIN cc.accounts a ON a.id = o.account_id ORDER BY o.offered_at, o.id""")
+    return [(r["username"], r["outcome"]) for r in rows]
+
+
+async def test_ring_timeout_cancels_and_reoffers_to_the_next_agent(sip_core: SipCore, tmp_path: Path) -> None:
+    a1, a2 = await sip_core.add_agents(2, ring_timeout=1.5)
+    p1 = await phone(sip_core, a1, "uas_noanswer.xml", tmp_path)
+    p2 = await phone(sip_core, a2, None, tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path)
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await p1.wait(20) == 0 and await p2.wait(20) == 0, sipp_errors(tmp_path)
+    assert await offers(sip_core) == [(a1, "no_answer"), (a2, "answered")]
+    engine = sip_core.app.distribution.engine  # type: ignore[union-attr]
+    assert engine.agent(a1).misses[next(k for k in engine.agent(a1).misses if k.value == "no_answer")] == 1
+
+
+async def test_a_busy_phone_is_a_rejection_and_the_next_agent_answers(sip_core: SipCore, tmp_path: Path) -> None:
+    a1, a2 = await sip_core.add_agents(2)
+    p1 = await phone(sip_core, a1, "uas_busy.xml", tmp_path)
+    p2 = await phone(sip_core, a2, None, tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path)
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await p1.wait(20) == 0 and await p2.wait(20) == 0, sipp_errors(tmp_path)
+    assert await offers(sip_core) == [(a1, "rejected"), (a2, "answered")]
+
+
+async def test_an_unreachable_phone_is_a_miss_and_the_next_agent_answers(sip_core: SipCore, tmp_path: Path) -> None:
+    a1, a2 = await sip_core.add_agents(2, transport="tcp")   # nobody listens at a1's phone: refused
+    p2 = await phone(sip_core, a2, None, tmp_path, t="t1")
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path)
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await p2.wait(20) == 0, sipp_errors(tmp_path)
+    assert await offers(sip_core) == [(a1, "unreachable"), (a2, "answered")]
+
+
+async def test_the_caller_cancels_while_the_phone_rings(sip_core: SipCore, tmp_path: Path) -> None:
+    [a1] = await sip_core.add_agents(1, ring_timeout=20)
+    p1 = await phone(sip_core, a1, "uas_noanswer.xml", tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path, "uac_cancel.xml")
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await p1.wait(20) == 0, sipp_errors(tmp_path)   # our CANCEL reached the phone
+    assert await offers(sip_core) == [(a1, "abandoned")]   # the offer ended because the caller left
+    rows = await sip_core.pool.fetch("SELECT outcome FROM cc.contact_history")
+    assert [r["outcome"] for r in rows] == ["abandoned"]
+    assert sip_core.app.distribution.engine.agent(a1).state.value == "ready"  # type: ignore[union-attr]
+
+
+async def test_a_retransmitted_invite_is_one_call_and_a_lost_ack_is_recovered(sip_core: SipCore,
+                                                                              tmp_path: Path) -> None:
+    [a1] = await sip_core.add_agents(1)
+    p1 = await phone(sip_core, a1, "uas_slow.xml", tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path, "uac_retransmit_lost_ack.xml")
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await p1.wait(20) == 0, sipp_errors(tmp_path)
+    assert sip_core.telephony.stats["calls"] == 1
+    assert await offers(sip_core) == [(a1, "answered")]
+    [log] = tmp_path.glob("uac_retransmit_lost_ack_*_messages.log")
+    seen = log.read_text(errors="replace")
+    assert seen.count("INVITE sip:200@") >= 2                       # the INVITE did arrive twice (or more)
+    assert seen.count("SIP/2.0 200 OK\r\n") + seen.count("SIP/2.0 200 OK\n") >= 3   # 2xx retransmitted, + BYE's
+
+
+async def test_the_agent_hangs_up_and_the_caller_is_released(sip_core: SipCore, tmp_path: Path) -> None:
+    [a1] = await sip_core.add_agents(1)
+    p1 = await phone(sip_core, a1, "uas_hangs_up.xml", tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path, "uac_plain.xml")
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await p1.wait(20) == 0, sipp_errors(tmp_path)
+    await wait_for(lambda: not sip_core.telephony.control.calls)
+    assert sip_core.app.distribution.engine.agent(a1).state.value == "ready"  # type: ignore[union-attr]
