@@ -72,6 +72,7 @@ from .control import (
     Ring,
 )
 from .edge import RateLimiter, TrunkPeers
+from .registration import PhoneRegistry
 
 if TYPE_CHECKING:
     from ..distribution import Distribution
@@ -102,6 +103,7 @@ class Telephony:
         self.distribution = distribution
         self.control = CallControl()
         self.registrar = Registrar()
+        self.phones = PhoneRegistry(self.registrar)
         self.trunk = TrunkPeers(settings.trunk_peers)
         self.limiter = RateLimiter(settings.rate_limit)
         self.endpoint: SipEndpoint | None = None
@@ -264,7 +266,7 @@ class Telephony:
         if method == Method.INVITE:
             self._new_call(req, txn, peer, now)
         elif method == Method.REGISTER:
-            self._respond(txn, self.registrar.register(req, peer, now), now)
+            self._respond(txn, self.phones.register(req, peer, now), now)
         elif method == Method.OPTIONS:
             self._respond(txn, make_response(req, 200, to_tag=new_tag(), headers=[("Allow", ALLOW),
                                                                                   ("Accept", SDP)]), now)
