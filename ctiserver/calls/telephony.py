@@ -103,13 +103,14 @@ class Telephony:
         self.distribution = distribution
         self.control = CallControl()
         self.registrar = Registrar()
-        self.phones = PhoneRegistry(self.registrar)
+        self.phones = PhoneRegistry(self.registrar, realm=settings.realm, workplace=self._workplace_by_extension)
         self.trunk = TrunkPeers(settings.trunk_peers)
         self.limiter = RateLimiter(settings.rate_limit)
         self.endpoint: SipEndpoint | None = None
         self.sent_by = ""
         self.legs: dict[str, Leg] = {}
-        self.workplaces: dict[str, dict[str, Any]] = {}   # workplace id (text) -> row
+        self.workplaces: dict[str, dict[str, Any]] = {}   # workplace id (text) and name -> row
+        self._by_extension: dict[str, dict[str, Any]] = {}
         self._work: deque[tuple[Callable[..., Any], tuple]] = deque()
         self._pumping = False
         self._scheduled = False
@@ -131,9 +132,14 @@ class Telephony:
             await self.endpoint.close()
 
     async def load_workplaces(self) -> None:
-        rows = await self.distribution.pool.fetch("SELECT id, name, extension, sip_uri FROM cc.workplaces")
+        rows = await self.distribution.pool.fetch("SELECT * FROM cc.workplaces")
         self.workplaces = {str(r["id"]): dict(r) for r in rows}
         self.workplaces.update({r["name"]: dict(r) for r in rows})
+        self._by_extension = {r["extension"]: dict(r) for r in rows}
+
+    def _workplace_by_extension(self, extension: str) -> dict[str, Any] | None:
+        """The workplace row (all columns of cc.workplaces) whose extension a phone registers."""
+        return self._by_extension.get(extension)
 
     def target_of(self, agent_id: str) -> str | None:
         """The SIP URI to ring for an agent: his workplace's registered phone, else its sip_uri."""
