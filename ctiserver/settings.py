@@ -119,6 +119,7 @@ class SipSettings:
     rate_limit: float = 500.0        # requests per second per source address (burst: twice that)
     max_calls: int = 20_000          # calls in progress; beyond, new INVITEs get 503
     demo_phones: bool = False        # demo only: agent1..agent4 at workplaces with static phones, logged in
+    test_pilot: str = ""             # calls to this number are answered by the core itself (trunk checks, bench)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +396,8 @@ def _validate_sip(sip: SipSettings, environment: str) -> None:
     _bounds("sip.max_message", sip.max_message, 1500, 1 << 20)
     _positive("sip.rate_limit", sip.rate_limit)
     _bounds("sip.max_calls", sip.max_calls, 1)
+    _require(not sip.test_pilot or sip.test_pilot.isdigit() and len(sip.test_pilot) <= 20, "sip.test_pilot",
+             f"expected up to 20 digits, got {_short(sip.test_pilot)}")
     _require(not sip.demo_phones or environment == "demo", "sip.demo_phones",
              "only allowed when node.environment is 'demo'")
 

@@ -31,6 +31,7 @@ from sipcore.endpoint import SipEndpoint
 from sipcore.headers import Method
 from sipcore.message import Request, Response, make_response
 from sipcore.net import Peer
+from sipcore.offer_answer import LocalMedia, build_answer, make_origin
 from sipcore.registrar import Registrar
 from sipcore.sdp import SdpError, parse_sdp
 from sipcore.syntax import MessageLimits, ParseError
@@ -319,6 +320,9 @@ class Telephony:
         except SdpError as exc:
             self._respond(txn, make_response(req, exc.status, str(exc)[:100], to_tag=tag), now)
             return
+        if pilot == self.settings.test_pilot:
+            self._answer_test_call(req, txn, tag, now)
+            return
         caller_uri = req.from_.uri
         caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
         contact_id = "s" + secrets.token_hex(8)
@@ -328,6 +332,23 @@ class Telephony:
         self.stats["calls"] += 1
         log.info("sip.call", extra={"call": contact_id, "pilot": pilot, "caller": caller, "peer": str(peer)})
         self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}))
+
+    def _answer_test_call(self, req: Request, txn: ServerTransaction, tag: str, now: float) -> None:
+        """The test pilot: the core answers by itself (a plain UAS), to check a trunk or measure the
+        SIP stack without the ACD. The caller hangs up when he likes (BYE gets 200)."""
+        try:
+            offer = parse_sdp(req.body)
+            host = self.sent_by.rsplit(":", 1)[0].strip("[]")
+            answer = build_answer(offer, LocalMedia(address=host, port=40000), make_origin(host, 1)).sdp.to_bytes()
+        except SdpError as exc:
+            self._respond(txn, make_response(req, exc.status, str(exc)[:100], to_tag=tag), now)
+            return
+        assert self.endpoint is not None
+        dialog = self.endpoint.dialogs.respond(txn, make_response(req, 200, to_tag=tag, headers=[
+            ("Contact", self._contact()), ("Content-Type", SDP)], body=answer), now)
+        self.stats["test_calls"] = self.stats.get("test_calls", 0) + 1
+        if dialog is not None:
+            dialog.context = None
 
     def _cancel(self, ev: CancelRequested, now: float) -> None:
         assert self.endpoint is not None

@@ -138,3 +138,28 @@ async def test_the_agent_hangs_up_and_the_caller_is_released(sip_core: SipCore, 
     assert await p1.wait(20) == 0, sipp_errors(tmp_path)
     await wait_for(lambda: not sip_core.telephony.control.calls)
     assert sip_core.app.distribution.engine.agent(a1).state.value == "ready"  # type: ignore[union-attr]
+
+
+async def test_the_test_pilot_is_answered_by_the_core_itself(pg_dsn: str, tmp_path: Path) -> None:
+    """sip.test_pilot: a plain UAS in the core (trunk checks, the benchmark's case a)."""
+    import dataclasses
+
+    from ctiserver.app import App
+    from tests.conftest import drop_dsn, fresh_dsn
+    from tests.integration.conftest import core_settings
+
+    dsn = await fresh_dsn(pg_dsn)
+    base = core_settings(dsn)
+    port = free_port()
+    app = App(dataclasses.replace(base, sip=dataclasses.replace(base.sip, enabled=True, port=port, test_pilot="999")),
+              scrypt_n=2**10)
+    await app.start()
+    try:
+        caller = await sipp("-sn", "uac", "-s", "999", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
+                            "-m", "20", "-r", "20", "-timeout", "30s", cwd=tmp_path)
+        assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+        assert app.telephony is not None and app.telephony.stats["test_calls"] == 20
+        assert not app.telephony.control.calls
+    finally:
+        await app.stop(grace=0.5)
+        await drop_dsn(pg_dsn, dsn)
