@@ -171,13 +171,34 @@ def _new_password(username: str) -> str:
 
 async def cmd_workplaces(client: SimProtClient, args: argparse.Namespace) -> int:
     if args.action == "add":
-        res = await client.request("workplaces.add", {"name": args.name, "extension": args.extension,
-                                                      "sip_uri": args.sip_uri or "", "location": args.location or ""})
-        _print(args, res, f"created workplace {res['name']} (extension {res['extension']})")
+        req = {"name": args.name, "extension": args.extension, "sip_uri": args.sip_uri or "",
+               "location": args.location or ""}
+        if args.sip_password:
+            req["sip_password"] = _sip_password(args.name)
+        res = await client.request("workplaces.add", req)
+        auth = ", phone registers with a password" if res.get("sip_auth") else ""
+        _print(args, res, f"created workplace {res['name']} (extension {res['extension']}{auth})")
+        return 0
+    if args.action == "sip-password":
+        password = None if args.clear else _sip_password(args.name)
+        res = await client.request("workplaces.set_sip_password", {"name": args.name, "sip_password": password})
+        _print(args, res, f"workplace {res['name']}: " + ("SIP password set" if res["sip_auth"]
+                                                          else "SIP password cleared; its phone may not register"))
         return 0
     res = await client.request("workplaces.list")
-    _print(args, res, table(res["workplaces"], ["id", "name", "extension", "sip_uri", "location"]))
+    _print(args, res, table(res["workplaces"], ["id", "name", "extension", "sip_uri", "location", "sip_auth"]))
     return 0
+
+
+def _sip_password(workplace: str) -> str:
+    """A phone's SIP password: from CTICTL_SIP_PASSWORD or a prompt (never argv: ps shows argv)."""
+    pw = os.environ.get("CTICTL_SIP_PASSWORD")
+    if pw:
+        return pw
+    pw = getpass.getpass(f"SIP password for the phone at {workplace}: ")
+    if getpass.getpass("again: ") != pw:
+        raise UsageError("sip password: the two entries differ")
+    return pw
 
 
 async def cmd_sessions(client: SimProtClient, args: argparse.Namespace) -> int:
@@ -243,6 +264,17 @@ async def cmd_contacts(client: SimProtClient, args: argparse.Namespace) -> int:
     return await _watching(args, render)
 
 
+async def cmd_calls(client: SimProtClient, args: argparse.Namespace) -> int:
+    async def render() -> None:
+        snap = await client.request("calls.list")
+        rows = [{**c, "duration": f"{c['duration']:.0f}s",
+                 "talking": "" if c["talking"] is None else f"{c['talking']:.0f}s"} for c in snap["calls"]]
+        if args.watch and not args.json:
+            print("\033[2J\033[H", end="")
+        _print(args, snap["calls"], table(rows, ["call", "state", "caller", "pilot", "agent", "duration", "talking"]))
+    return await _watching(args, render)
+
+
 async def cmd_force(client: SimProtClient, args: argparse.Namespace) -> int:
     res = await client.request("acd.agent.force", {"agent": args.agent, "action": args.action,
                                                    "reason": args.reason or "supervisor"})
@@ -266,7 +298,8 @@ async def cmd_enqueue(client: SimProtClient, args: argparse.Namespace) -> int:
 
 COMMANDS = {"status": cmd_status, "watch": cmd_watch, "accounts": cmd_accounts,
             "workplaces": cmd_workplaces, "sessions": cmd_sessions, "message": cmd_message,
-            "agents": cmd_agents, "projects": cmd_projects, "contacts": cmd_contacts, "force": cmd_force,
+            "agents": cmd_agents, "projects": cmd_projects, "contacts": cmd_contacts, "calls": cmd_calls,
+            "force": cmd_force,
             "enqueue": cmd_enqueue, "pause": cmd_pause, "resume": cmd_pause}
 
 
@@ -308,12 +341,18 @@ def _parser() -> argparse.ArgumentParser:
     wadd.add_argument("extension")
     wadd.add_argument("--sip-uri")
     wadd.add_argument("--location")
+    wadd.add_argument("--sip-password", action="store_true",
+                      help="the phone registers with a password (from CTICTL_SIP_PASSWORD or a prompt)")
+    wsp = wpa.add_parser("sip-password", help="set the password the workplace's phone registers with "
+                                              "(from CTICTL_SIP_PASSWORD or a prompt)")
+    wsp.add_argument("name")
+    wsp.add_argument("--clear", action="store_true", help="remove it: the phone may no longer register")
     sub.add_parser("sessions", help="who is logged in")
     m = sub.add_parser("message", help="send a message to agents")
     m.add_argument("text")
     m.add_argument("--to", action="append", help="user name (repeatable; default all)")
     for name, what in (("agents", "agents and their states"), ("projects", "queues: waiting, EWT, service level"),
-                       ("contacts", "contacts in the system")):
+                       ("contacts", "contacts in the system"), ("calls", "telephone calls in progress")):
         v = sub.add_parser(name, help=what)
         v.add_argument("--watch", action="store_true", help="refresh every second")
         v.add_argument("--seconds", type=float, default=0, help="with --watch: stop after this many seconds")

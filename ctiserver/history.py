@@ -47,6 +47,11 @@ _LIVE_UPSERT = """INSERT INTO cc.contacts_live (contact, project, channel, prior
                   ON CONFLICT (contact) DO UPDATE SET project = EXCLUDED.project, state = EXCLUDED.state,
                       agent = EXCLUDED.agent, priority = EXCLUDED.priority"""
 _LIVE_DELETE = "DELETE FROM cc.contacts_live WHERE contact = $1"
+_CALL = """INSERT INTO cc.call_history (call, caller, pilot, agent, started_at, answered_at, ended_at, connected, cause)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (call) DO NOTHING"""
+_LEG = """INSERT INTO cc.call_legs (leg, call, kind, agent, peer, started_at, ringing_at, answered_at, ended_at, status,
+                                  cause)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (leg) DO NOTHING"""
 
 # The same, for a whole batch, as ONE statement: each kind of row becomes a data-modifying CTE whose
 # columns arrive as arrays (``unnest``). One round trip instead of ~10 (BEGIN, a statement per kind,
@@ -84,9 +89,20 @@ live AS (
     ON CONFLICT (contact) DO UPDATE SET project = EXCLUDED.project, state = EXCLUDED.state, agent = EXCLUDED.agent,
         priority = EXCLUDED.priority),
 live_gone AS (
-    DELETE FROM cc.contacts_live WHERE contact = ANY($40::text[]))
+    DELETE FROM cc.contacts_live WHERE contact = ANY($40::text[])),
+calls AS (
+    INSERT INTO cc.call_history (call, caller, pilot, agent, started_at, answered_at, ended_at, connected, cause)
+    SELECT * FROM unnest($41::text[], $42::text[], $43::text[], $44::bigint[], $45::timestamptz[],
+                         $46::timestamptz[], $47::timestamptz[], $48::boolean[], $49::text[])
+    ON CONFLICT (call) DO NOTHING),
+legs AS (
+    INSERT INTO cc.call_legs (leg, call, kind, agent, peer, started_at, ringing_at, answered_at, ended_at, status,
+                              cause)
+    SELECT * FROM unnest($50::text[], $51::text[], $52::text[], $53::bigint[], $54::text[], $55::timestamptz[],
+                         $56::timestamptz[], $57::timestamptz[], $58::timestamptz[], $59::integer[], $60::text[])
+    ON CONFLICT (leg) DO NOTHING)
 SELECT 1"""
-_WIDTHS = (6, 5, 11, 6, 1, 10, 1)   # columns of each group, in the order of the parameters above
+_WIDTHS = (6, 5, 11, 6, 1, 10, 1, 9, 11)   # columns of each group, in the order of the parameters above
 
 
 def _columns(groups: list[tuple[str, list]]) -> list[list]:
@@ -121,6 +137,8 @@ class HistoryWriter:
         self._contacts: list[tuple] = []
         self._sessions: dict[int, tuple | None] = {}   # account -> newest session row, None = delete
         self._live: dict[str, tuple | None] = {}       # contact -> newest live row, None = delete
+        self._calls: list[tuple] = []
+        self._legs: list[tuple] = []
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task | None = None
@@ -142,6 +160,19 @@ class HistoryWriter:
         self._contacts.append((c["contact"], c["project"], c["channel"], c["priority"], ts(c["enqueued_at"]),
                                ts(c.get("first_offer_at")), ts(c.get("answered_at")), ts(c.get("ended_at")),
                                c.get("outcome"), c.get("agent"), c.get("data_json") or json.dumps(c.get("data") or {})))
+        self._nudge()
+
+    def call(self, call: str, caller: str, pilot: str, agent: int | None, started: float, answered: float | None,
+             ended: float, connected: bool, cause: str) -> None:
+        """A telephone call that ended (cc.call_history)."""
+        self._calls.append((call, caller, pilot, agent, ts(started), ts(answered), ts(ended), connected, cause))
+        self._nudge()
+
+    def leg(self, leg: str, call: str, kind: str, agent: int | None, peer: str, started: float,
+            ringing: float | None, answered: float | None, ended: float, status: int | None, cause: str) -> None:
+        """One leg of a call that ended (cc.call_legs)."""
+        self._legs.append((leg, call, kind, agent, peer, ts(started), ts(ringing), ts(answered), ts(ended), status,
+                           cause))
         self._nudge()
 
     def session(self, account_id: int, row: Mapping[str, Any] | None) -> None:
@@ -167,7 +198,8 @@ class HistoryWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._intervals) + len(self._offers) + len(self._contacts) + len(self._sessions) + len(self._live)
+        return (len(self._intervals) + len(self._offers) + len(self._contacts) + len(self._sessions) + len(self._live)
+                + len(self._calls) + len(self._legs))
 
     def _nudge(self) -> None:
         if self.pending >= 5_000:
@@ -192,14 +224,16 @@ class HistoryWriter:
             self._release(waiters)
             return
         intervals, offers, contacts = self._intervals, self._offers, self._contacts
-        sessions, live = self._sessions, self._live
+        sessions, live, calls, legs = self._sessions, self._live, self._calls, self._legs
         self._intervals, self._offers, self._contacts, self._sessions, self._live = [], [], [], {}, {}
+        self._calls, self._legs = [], []
         groups = [
             (_AGENT_INTERVAL, intervals), (_OFFER, offers), (_CONTACT, _once_per_contact(contacts)),
             (_SESSION_UPSERT, [r for r in sessions.values() if r is not None]),
             (_SESSION_DELETE, [(k,) for k, r in sessions.items() if r is None]),
             (_LIVE_UPSERT, [r for r in live.values() if r is not None]),
             (_LIVE_DELETE, [(k,) for k, r in live.items() if r is None]),
+            (_CALL, calls), (_LEG, legs),
         ]
         try:
             await self.pool.execute(_BATCH, *_columns(groups))
@@ -213,13 +247,15 @@ class HistoryWriter:
             # keep everything for the next attempt, newer live rows winning over the ones we failed to write
             self.failures += 1
             self._intervals[:0], self._offers[:0], self._contacts[:0] = intervals, offers, contacts
+            self._calls[:0], self._legs[:0] = calls, legs
             self._sessions = {**sessions, **self._sessions}
             self._live = {**live, **self._live}
             level = logging.ERROR if self.pending > self.max_pending else logging.WARNING
             log.log(level, "history.flush_failed", extra={"pending": self.pending, "reason": str(exc)[:200]})
             self._release(waiters, exc)
             return
-        self.written += len(intervals) + len(offers) + len(contacts) + len(sessions) + len(live)
+        self.written += (len(intervals) + len(offers) + len(contacts) + len(sessions) + len(live) + len(calls)
+                         + len(legs))
         self._release(waiters)
 
     @staticmethod

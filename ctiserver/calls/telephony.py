@@ -73,6 +73,7 @@ from .control import (
     Ring,
 )
 from .edge import RateLimiter, TrunkPeers
+from .records import CallRecorder
 from .registration import PhoneRegistry
 
 if TYPE_CHECKING:
@@ -116,6 +117,9 @@ class Telephony:
         self._pumping = False
         self._scheduled = False
         self.stats = {"calls": 0, "answered": 0, "rejected": 0, "refused": 0}
+        server = lambda: distribution.server.publish if distribution.server is not None else None  # noqa: E731
+        self.records = CallRecorder(distribution.history, distribution.account_ids.get, server,
+                                    clock=distribution.clock)
 
     # ---- life -----------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -188,10 +192,18 @@ class Telephony:
         self._post(lambda: self._perform(self.control.offer(contact_id, agent_id, self.target_of(agent_id))))
 
     def acd_offer_cancelled(self, contact_id: str, agent_id: str) -> None:
-        self._post(lambda: self._perform(self.control.offer_cancelled(contact_id, agent_id)))
+        def step() -> None:
+            actions = self.control.offer_cancelled(contact_id, agent_id)
+            if actions:
+                self.records.queued_again(contact_id)
+            self._perform(actions)
+        self._post(step)
 
     def acd_ended(self, contact_id: str, state: str) -> None:
         self._post(lambda: self._perform(self.control.acd_ended(contact_id, state)))
+
+    def snapshot(self) -> dict:
+        return self.records.snapshot()
 
     def is_call(self, contact_id: str) -> bool:
         return contact_id in self.control.calls
@@ -213,6 +225,7 @@ class Telephony:
                 if isinstance(leg, Leg) and txn.is_invite and not leg.final:
                     leg.final = True
                     status = 408 if isinstance(ev, TransactionTimeout) else 503
+                    self.records.leg_over(leg.id, status, "timeout" if status == 408 else "unreachable")
                     self._perform(self.control.agent_failed(leg.id, status))
         elif isinstance(ev, StrayResponse):
             self._response(ev.response, None, now)
@@ -256,6 +269,7 @@ class Telephony:
                 self._respond(txn, make_response(req, 200), now)
                 if isinstance(leg, Leg):
                     leg.ended = True
+                    self.records.leg_over(leg.id, 200, "bye")
                     fn = self.control.caller_hangup if leg.kind == "caller" else self.control.agent_hangup
                     self._perform(self._safe(fn, leg.id))
             elif method == Method.INVITE and isinstance(leg, Leg) and leg.kind == "caller":
@@ -330,6 +344,7 @@ class Telephony:
         txn.context = leg
         self.legs[leg.id] = leg
         self.stats["calls"] += 1
+        self.records.call_started(contact_id, caller, pilot, leg.id, str(peer))
         log.info("sip.call", extra={"call": contact_id, "pilot": pilot, "caller": caller, "peer": str(peer)})
         self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}))
 
@@ -362,6 +377,7 @@ class Telephony:
         if isinstance(leg, Leg) and not leg.final:
             leg.final = leg.ended = True
             self._respond(ev.invite, make_response(leg.invite, 487, to_tag=leg.tag), now)
+            self.records.leg_over(leg.id, 487, "cancel")
             self._perform(self._safe(self.control.caller_hangup, leg.id))
 
     def _response(self, resp: Response, txn: ClientTransaction | None, now: float) -> None:
@@ -377,6 +393,7 @@ class Telephony:
         if status < 200:
             if status > 100 and not leg.rang:
                 leg.rang = True
+                self.records.ringing(leg.id)
                 self._perform(self._safe(self.control.agent_ringing, leg.id))
             return
         if status < 300:
@@ -388,10 +405,13 @@ class Telephony:
             if not leg.final:
                 leg.final = True
                 self.stats["answered"] += 1
+                self.records.leg_answered(leg.id)
                 self._perform(self.control.agent_answered(leg.id, resp.body))
             return
         if not leg.final:   # the transaction ACKed it (§17.1.1.3)
             leg.final = True
+            self.records.leg_over(leg.id, status, "cancelled" if status == 487 else "rejected"
+                                  if status in (486, 600, 603) else "unreachable")
             self._perform(self.control.agent_failed(leg.id, status))
 
     def _ack(self, dialog: Dialog, resp: Response) -> None:
@@ -437,12 +457,15 @@ class Telephony:
                 leg.dialog = self.endpoint.dialogs.respond(leg.txn, resp, now)
                 if leg.dialog is not None:
                     leg.dialog.context = leg
+                call = self.control.calls.get(a.leg)
+                self.records.connected(a.leg, a.leg, call.agent_id if call else None)
         elif isinstance(a, Reject):
             if leg is not None and not leg.final:
                 leg.final = True
                 self.stats["rejected"] += 1
                 assert isinstance(leg.txn, ServerTransaction)
                 self._respond(leg.txn, make_response(leg.invite, a.status, a.reason, to_tag=leg.tag), now)
+                self.records.leg_over(leg.id, a.status, "rejected")
         elif isinstance(a, Dial):
             self._dial(a, now)
         elif isinstance(a, Cancel):
@@ -453,6 +476,7 @@ class Telephony:
                 leg.ended = True
                 if leg.dialog is not None:
                     self._bye(leg.dialog, now)
+                self.records.leg_over(leg.id, 200, "bye_sent")
         elif isinstance(a, AcdEnqueue):
             try:
                 d.enqueue_call(a.contact_id, a.pilot, a.caller, a.data)
@@ -466,6 +490,7 @@ class Telephony:
         elif isinstance(a, AcdAccept):
             d.engine_input(lambda e, t: e.accept(a.agent_id, a.contact_id, t), "phone:answered")
         elif isinstance(a, AcdOfferFailed):
+            self.records.queued_again(a.contact_id)
             d.engine_input(lambda e, t: e.offer_failed(a.agent_id, a.contact_id, t, a.kind),
                            f"phone:{a.kind.value}")
         elif isinstance(a, AcdEnd):
@@ -474,6 +499,7 @@ class Telephony:
             d.engine_input(lambda e, t: e.cancel(a.contact_id, t, a.reason), "caller")
         elif isinstance(a, CallEnded):
             log.info("sip.call_ended", extra={"call": a.contact_id, "cause": a.cause, "connected": a.connected})
+            self.records.call_ended(a.contact_id, a.cause, a.connected)
             for key in [k for k in self.legs if k == a.contact_id or k.startswith(a.contact_id + "/")]:
                 if self.legs[key].final or self.legs[key].ended:
                     del self.legs[key]
@@ -513,6 +539,7 @@ class Telephony:
             self._perform(self.control.agent_failed(a.leg, 503))
             return
         leg.txn.context = leg
+        self.records.offering(a.contact_id, a.leg, a.agent_id, str(peer))
         log.info("sip.dial", extra={"call": a.contact_id, "agent": a.agent_id, "leg": a.leg, "peer": str(peer)})
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from simprot.client import SimProtClient
 from tests.e2e.conftest import SipCore, free_port, sipp, sipp_errors
+from tests.integration.conftest import ADMIN, ADMIN_PW
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -68,6 +70,11 @@ async def offers(core: SipCore) -> list[tuple[str, str]]:
 
 async def test_ring_timeout_cancels_and_reoffers_to_the_next_agent(sip_core: SipCore, tmp_path: Path) -> None:
     a1, a2 = await sip_core.add_agents(2, ring_timeout=1.5)
+    admin = SimProtClient([f"127.0.0.1:{sip_core.app.simprot_address[1]}"], user=ADMIN, password=ADMIN_PW,
+                          reconnect=False)
+    await admin.connect()
+    states: list[tuple] = []
+    await admin.subscribe("calls", lambda t, q, n, d: states.append((d["state"], d["agent"], d["cause"])))
     p1 = await phone(sip_core, a1, "uas_noanswer.xml", tmp_path)
     p2 = await phone(sip_core, a2, None, tmp_path)
     await asyncio.sleep(0.3)
@@ -77,6 +84,20 @@ async def test_ring_timeout_cancels_and_reoffers_to_the_next_agent(sip_core: Sip
     assert await offers(sip_core) == [(a1, "no_answer"), (a2, "answered")]
     engine = sip_core.app.distribution.engine  # type: ignore[union-attr]
     assert engine.agent(a1).misses[next(k for k in engine.agent(a1).misses if k.value == "no_answer")] == 1
+    await wait_for(lambda: states[-1:] == [("ended", a2, "caller_hangup")])
+    assert states == [("queued", None, None), ("offering", a1, None), ("queued", None, None),
+                      ("offering", a2, None), ("connected", a2, None), ("ended", a2, "caller_hangup")]
+    assert (await admin.request("calls.list")) == {"calls": []}
+    await admin.close()
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    row = await sip_core.pool.fetchrow("SELECT * FROM cc.call_history")
+    assert (row["pilot"], row["connected"], row["cause"]) == ("200", True, "caller_hangup")
+    assert row["answered_at"] >= row["started_at"] and row["ended_at"] >= row["answered_at"]
+    legs = await sip_core.pool.fetch("SELECT leg, kind, status, cause, ringing_at IS NOT NULL AS rang, "
+                                     "answered_at IS NOT NULL AS answered FROM cc.call_legs ORDER BY leg")
+    assert [(r["kind"], r["status"], r["cause"], r["rang"], r["answered"]) for r in legs] == [
+        ("caller", 200, "bye", False, True), ("agent", 487, "cancelled", True, False),
+        ("agent", 200, "bye_sent", True, True)]
 
 
 async def test_a_busy_phone_is_a_rejection_and_the_next_agent_answers(sip_core: SipCore, tmp_path: Path) -> None:
