@@ -987,3 +987,13 @@ def test_error_response_helper_covers_any_sip_error() -> None:
     resp = error_response(req, TransactionLimitError("busy"))
     assert resp.status == 503 and resp.reason == "Service Unavailable"
     assert Method.INFO == resp.cseq.method
+
+
+def test_docs_sip_md_shows_the_invite_tables_as_the_code_has_them() -> None:
+    """docs/sip.md carries the INVITE tables; they must be what render_table prints."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sip.md").read_text()
+    for machine in (Machine.INVITE_CLIENT, Machine.INVITE_SERVER):
+        rows = [line for line in render_table(machine).splitlines() if line.startswith("|")]
+        assert rows and all(row in doc for row in rows), machine
