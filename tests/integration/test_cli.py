@@ -42,7 +42,7 @@ async def daemon(pg_dsn: str, tmp_path: Path):
     dsn = await fresh_dsn(pg_dsn)
     proc = subprocess.Popen(
         [str(BIN / "ctiserver"), "--config", str(ROOT / "config/demo.toml"), "--set", "simprot.port=0",
-         "--set", "http.port=0", "--set", f"database.dsn={dsn}", "--set", "log.format=json"],
+         "--set", "http.port=0", "--set", "sip.port=0", "--set", f"database.dsn={dsn}", "--set", "log.format=json"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "CTISERVER_BOOTSTRAP__ADMIN_PASSWORD": "demo-admin-pw"})
     banner = []
@@ -58,6 +58,7 @@ async def daemon(pg_dsn: str, tmp_path: Path):
     text = "".join(banner)
     m = re.search(r"SimProt\s+([\d.]+):(\d+)", text)
     assert m, f"no banner: {text} {proc.stderr.read() if proc.poll() is not None else ''}"
+    assert re.search(r"SIP\s+127\.0\.0\.1:\d+ \(UDP and TCP\); demo phones", text), text   # the demo's trunk
     yield proc, f"{m.group(1)}:{m.group(2)}", text, tmp_path
     if proc.poll() is None:
         proc.kill()
