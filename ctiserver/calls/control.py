@@ -23,6 +23,13 @@ A call is one contact of the ACD (its id is the contact id). Its life::
 
 Leg ids are the adapter's for the caller leg; for agent legs the core makes them
 (``<contact>/<n>``), so every INVITE to a phone has its own id even for the same agent twice.
+
+**Through an IVR first** (pilots routed to the IVR): the caller's INVITE goes on to the IVR
+(``<contact>/ivr``) with his SDP; the IVR's answer answers him (he talks to the IVR: state IVR) and
+the contact enters the ACD. The offer to an agent is then an INVITE *without* SDP (RFC 3725, flow
+I): the phone's 200 carries an offer, which goes to the caller in a re-INVITE (state BRIDGING);
+the caller's answer goes back to the phone in the ACK, the IVR leg is released, and the call is
+connected. A caller who refuses the re-INVITE ends the call (the agent's leg is ACKed and ended).
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from ..acd import MissKind
 
 class CallState(enum.Enum):
     __hash__ = object.__hash__
+    IVR = "ivr"               # the caller talks to the IVR (the contact may be queued meanwhile)
     QUEUED = "queued"         # the caller hears ringback; no agent leg (or a failed one) yet
     OFFERING = "offering"     # an agent's phone is being called
+    BRIDGING = "bridging"     # the phone answered (with an offer); re-INVITE to the caller under way
     CONNECTED = "connected"   # caller and agent talk
     ENDED = "ended"
 
@@ -69,6 +78,18 @@ class Dial(NamedTuple):
     agent_id: str
     target: str
     caller: str
+    sdp: bytes
+
+
+class Reinvite(NamedTuple):
+    """Send a re-INVITE with ``sdp`` (the agent phone's offer) to the caller's leg."""
+    leg: str
+    sdp: bytes
+
+
+class AckAnswer(NamedTuple):
+    """ACK the agent leg's 200 (its late offer) with ``sdp``, the caller's answer (RFC 3725)."""
+    leg: str
     sdp: bytes
 
 
@@ -124,8 +145,8 @@ class CallEnded(NamedTuple):
     connected: bool
 
 
-Action = (Ring | Answer | Reject | Dial | Cancel | Hangup | AcdEnqueue | AcdCancel | AcdRinging | AcdAccept
-          | AcdOfferFailed | AcdEnd | CallEnded)
+Action = (Ring | Answer | Reject | Dial | Reinvite | AckAnswer | Cancel | Hangup | AcdEnqueue | AcdCancel
+          | AcdRinging | AcdAccept | AcdOfferFailed | AcdEnd | CallEnded)
 
 
 class CallError(Exception):
@@ -152,6 +173,8 @@ class Call:
     agent_id: str | None = None
     dials: int = 0                         # agent legs made so far (numbers the leg ids)
     stale: set[str] = field(default_factory=set)   # agent legs we cancelled, whose outcome is moot
+    ivr_leg: str | None = None             # the leg to the IVR (through-IVR calls only)
+    enqueued: bool = False
 
 
 class CallControl:
@@ -163,14 +186,51 @@ class CallControl:
 
     # ---- the caller ---------------------------------------------------------------------------
     def caller_invite(self, contact_id: str, leg: str, caller: str, pilot: str, sdp: bytes,
-                      data: dict | None = None) -> list[Action]:
-        """A new call to a pilot: ringback, and into the ACD (the entry rules choose the project)."""
+                      data: dict | None = None, ivr: str | None = None) -> list[Action]:
+        """A new call to a pilot: ringback, and into the ACD (the entry rules choose the project);
+        with ``ivr`` (the IVR's URI), to the IVR first."""
         if contact_id in self.calls or leg in self._by_leg:
             raise CallError(f"call {contact_id} / leg {leg} exists")
         call = Call(contact_id, leg, caller, pilot, sdp)
         self.calls[contact_id] = call
         self._by_leg[leg] = call
+        if ivr:
+            call.state, call.ivr_leg = CallState.IVR, f"{contact_id}/ivr"
+            self._by_leg[call.ivr_leg] = call
+            return [Ring(leg), Dial(call.ivr_leg, contact_id, "", ivr, caller, sdp)]
+        call.enqueued = True
         return [Ring(leg), AcdEnqueue(contact_id, pilot, caller, dict(data or {}))]
+
+    # ---- the IVR --------------------------------------------------------------------------------
+    def ivr_answered(self, leg: str, sdp: bytes) -> list[Action]:
+        """The IVR answered: the caller talks to it, and the contact enters the ACD."""
+        call = self._leg(leg)
+        if leg != call.ivr_leg or call.enqueued:
+            return []
+        call.enqueued = True
+        return [Answer(call.caller_leg, sdp), AcdEnqueue(call.contact_id, call.pilot, call.caller, {"ivr": True})]
+
+    def ivr_failed(self, leg: str, status: int) -> list[Action]:
+        call = self._by_leg.pop(leg, None)
+        if call is None or leg != call.ivr_leg or call.enqueued:
+            return []
+        call.ivr_leg = None
+        return self._end(call, f"ivr_failed:{status}", [Reject(call.caller_leg, 480, "Temporarily Unavailable")])
+
+    def ivr_hangup(self, leg: str) -> list[Action]:
+        """The IVR ended the call (BYE) before an agent took it: the caller is released."""
+        call = self._by_leg.get(leg)
+        if call is None or leg != call.ivr_leg:
+            self._by_leg.pop(leg, None)
+            return []
+        call.ivr_leg = None
+        self._by_leg.pop(leg, None)
+        out: list[Action] = [Hangup(call.caller_leg)]
+        if call.state is CallState.OFFERING and call.agent_leg is not None:
+            out.append(Cancel(call.agent_leg))
+            call.stale.add(call.agent_leg)
+        out.append(AcdCancel(call.contact_id, "ivr_hangup"))
+        return self._end(call, "ivr_hangup", out)
 
     def enqueue_failed(self, contact_id: str, status: int, reason: str) -> list[Action]:
         """The ACD refused the call (no project for the pilot: 404; overloaded: 503)."""
@@ -186,17 +246,22 @@ class CallControl:
             assert call.agent_leg is not None and call.agent_id is not None
             return self._end(call, "caller_hangup", [Hangup(call.agent_leg), AcdEnd(call.agent_id, call.contact_id)])
         out: list[Action] = []
+        if call.ivr_leg is not None:
+            out.append(Hangup(call.ivr_leg))
         if call.state is CallState.OFFERING and call.agent_leg is not None:
             out.append(Cancel(call.agent_leg))
             call.stale.add(call.agent_leg)
-        out.append(AcdCancel(call.contact_id, "abandoned"))
+        elif call.state is CallState.BRIDGING and call.agent_leg is not None:
+            out.append(Hangup(call.agent_leg))   # answered but not yet ACKed: ACK, then BYE
+        if call.enqueued:
+            out.append(AcdCancel(call.contact_id, "abandoned"))
         return self._end(call, "abandoned", out)
 
     # ---- the ACD --------------------------------------------------------------------------------
     def offer(self, contact_id: str, agent_id: str, target: str | None) -> list[Action]:
         """The ACD offers the call to an agent: call his phone (no phone: unreachable at once)."""
         call = self._call(contact_id)
-        if call.state is not CallState.QUEUED:
+        if call.state not in (CallState.QUEUED, CallState.IVR) or call.agent_leg is not None:
             raise CallError(f"call {contact_id} is {call.state.value}, not queued")
         if not target:
             return [AcdOfferFailed(agent_id, contact_id, MissKind.UNREACHABLE)]
@@ -204,7 +269,8 @@ class CallControl:
         leg = f"{contact_id}/{call.dials}"
         call.state, call.agent_leg, call.agent_id = CallState.OFFERING, leg, agent_id
         self._by_leg[leg] = call
-        return [Dial(leg, contact_id, agent_id, target, call.caller, call.offer)]
+        # through the IVR the caller already has a session: the phone makes the offer (RFC 3725)
+        return [Dial(leg, contact_id, agent_id, target, call.caller, b"" if call.ivr_leg else call.offer)]
 
     def offer_cancelled(self, contact_id: str, agent_id: str) -> list[Action]:
         """The ACD withdrew the offer (ring timeout, the agent went not ready, the contact left):
@@ -215,7 +281,8 @@ class CallControl:
         assert call.agent_leg is not None
         leg = call.agent_leg
         call.stale.add(leg)
-        call.state, call.agent_leg, call.agent_id = CallState.QUEUED, None, None
+        call.agent_leg, call.agent_id = None, None
+        call.state = CallState.IVR if call.ivr_leg else CallState.QUEUED
         return [Cancel(leg)]
 
     def acd_ended(self, contact_id: str, why: str) -> list[Action]:
@@ -225,9 +292,12 @@ class CallControl:
         if call is None:
             return []
         out: list[Action] = []
-        if call.state is CallState.CONNECTED:
-            assert call.agent_leg is not None
-            out += [Hangup(call.caller_leg), Hangup(call.agent_leg)]
+        if call.ivr_leg is not None:
+            out.append(Hangup(call.ivr_leg))
+        if call.state is CallState.CONNECTED or call.state is CallState.IVR:
+            out.append(Hangup(call.caller_leg))
+            if call.agent_leg is not None:
+                out.append(Hangup(call.agent_leg))
         else:
             if call.state is CallState.OFFERING and call.agent_leg is not None:
                 out.append(Cancel(call.agent_leg))
@@ -251,8 +321,35 @@ class CallControl:
             self._by_leg.pop(leg, None)
             return [Hangup(leg)]
         assert call.agent_id is not None
+        if call.ivr_leg is not None:   # the phone's late offer goes to the caller (RFC 3725 flow I)
+            call.state = CallState.BRIDGING
+            return [Reinvite(call.caller_leg, sdp)]
         call.state = CallState.CONNECTED
         return [Answer(call.caller_leg, sdp), AcdAccept(call.agent_id, call.contact_id)]
+
+    def caller_reinvite_answered(self, leg: str, sdp: bytes) -> list[Action]:
+        """The caller's 200 to our re-INVITE: his answer goes to the phone in the ACK; the IVR
+        leg is released; the call is connected."""
+        call = self._leg(leg)
+        if call.state is not CallState.BRIDGING or leg != call.caller_leg:
+            return []
+        assert call.agent_leg is not None and call.agent_id is not None and call.ivr_leg is not None
+        ivr, call.ivr_leg = call.ivr_leg, None
+        self._by_leg.pop(ivr, None)
+        call.state = CallState.CONNECTED
+        return [AckAnswer(call.agent_leg, sdp), Hangup(ivr), AcdAccept(call.agent_id, call.contact_id)]
+
+    def caller_reinvite_failed(self, leg: str, status: int) -> list[Action]:
+        """The caller refused our re-INVITE: the call cannot be bridged; everything is released."""
+        call = self._leg(leg)
+        if call.state is not CallState.BRIDGING or leg != call.caller_leg:
+            return []
+        assert call.agent_leg is not None
+        out: list[Action] = [AckAnswer(call.agent_leg, b""), Hangup(call.agent_leg), Hangup(call.caller_leg)]
+        if call.ivr_leg is not None:
+            out.append(Hangup(call.ivr_leg))
+        out.append(AcdCancel(call.contact_id, f"bridge_failed:{status}"))
+        return self._end(call, f"bridge_failed:{status}", out)
 
     def agent_failed(self, leg: str, status: int) -> list[Action]:
         """A final error from the phone (or 408 for a transaction timeout, 503 for a transport
@@ -265,16 +362,22 @@ class CallControl:
             return []
         assert call.agent_id is not None
         agent = call.agent_id
-        call.state, call.agent_leg, call.agent_id = CallState.QUEUED, None, None
+        call.agent_leg, call.agent_id = None, None
+        call.state = CallState.IVR if call.ivr_leg else CallState.QUEUED
         return [AcdOfferFailed(agent, call.contact_id, miss_kind(status))]
 
     def agent_hangup(self, leg: str) -> list[Action]:
         """BYE from the agent's phone."""
         call = self._by_leg.get(leg)
-        if call is None or leg != call.agent_leg or call.state is not CallState.CONNECTED:
+        if call is None or leg != call.agent_leg or call.state not in (CallState.CONNECTED, CallState.BRIDGING):
             self._by_leg.pop(leg, None)
             return []
         assert call.agent_id is not None
+        if call.state is CallState.BRIDGING:   # hung up before the bridge completed
+            out: list[Action] = [Hangup(call.caller_leg)]
+            if call.ivr_leg is not None:
+                out.append(Hangup(call.ivr_leg))
+            return self._end(call, "agent_hangup", out + [AcdCancel(call.contact_id, "agent_hangup")])
         return self._end(call, "agent_hangup", [Hangup(call.caller_leg), AcdEnd(call.agent_id, call.contact_id)])
 
     # ---- helpers --------------------------------------------------------------------------------
@@ -285,6 +388,8 @@ class CallControl:
         self._by_leg.pop(call.caller_leg, None)
         if call.agent_leg is not None and call.agent_leg not in call.stale:
             self._by_leg.pop(call.agent_leg, None)
+        if call.ivr_leg is not None:
+            self._by_leg.pop(call.ivr_leg, None)
         out.append(CallEnded(call.contact_id, cause, connected))
         return out
 

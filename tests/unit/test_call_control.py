@@ -12,6 +12,7 @@ from ctiserver.calls.control import (
     AcdEnqueue,
     AcdOfferFailed,
     AcdRinging,
+    AckAnswer,
     Answer,
     CallControl,
     CallEnded,
@@ -20,6 +21,7 @@ from ctiserver.calls.control import (
     Cancel,
     Dial,
     Hangup,
+    Reinvite,
     Reject,
     Ring,
     miss_kind,
@@ -143,3 +145,65 @@ def test_late_and_wrong_events_are_errors_or_ignored() -> None:
         cc.caller_hangup("k1/1")         # an agent leg is not a caller leg
     assert cc.agent_ringing("k1/1") == [AcdRinging("agent1", "k1")]
     assert cc.agent_failed("zz", 486) == []
+
+
+# ==== through the IVR: the RFC 3725 re-INVITE bridge ================================================
+
+SDP_IVR = b"v=0 ivr"
+
+
+def via_ivr(cc: CallControl) -> list:
+    return cc.caller_invite("k1", "in1", "420271004245", "100", SDP_A, ivr="sip:ivr@127.0.0.1:5070")
+
+
+def test_through_the_ivr_then_bridged_to_the_agent() -> None:
+    cc = CallControl()
+    assert via_ivr(cc) == [Ring("in1"), Dial("k1/ivr", "k1", "", "sip:ivr@127.0.0.1:5070", "420271004245", SDP_A)]
+    assert cc.ivr_answered("k1/ivr", SDP_IVR) == [Answer("in1", SDP_IVR),
+                                                  AcdEnqueue("k1", "100", "420271004245", {"ivr": True})]
+    assert cc.calls["k1"].state is CallState.IVR
+    # the offer to the phone carries no SDP: the phone makes the offer
+    assert cc.offer("k1", "agent1", "sip:a@h") == [Dial("k1/1", "k1", "agent1", "sip:a@h", "420271004245", b"")]
+    assert cc.agent_answered("k1/1", SDP_B) == [Reinvite("in1", SDP_B)]
+    assert cc.calls["k1"].state is CallState.BRIDGING
+    assert cc.caller_reinvite_answered("in1", b"v=0 answer") == [
+        AckAnswer("k1/1", b"v=0 answer"), Hangup("k1/ivr"), AcdAccept("agent1", "k1")]
+    assert cc.calls["k1"].state is CallState.CONNECTED and cc.leg_of("k1/ivr") is None
+    assert cc.agent_hangup("k1/1") == [Hangup("in1"), AcdEnd("agent1", "k1"), CallEnded("k1", "agent_hangup", True)]
+
+
+def test_ivr_failures_and_hangups() -> None:
+    cc = CallControl()
+    via_ivr(cc)
+    assert cc.ivr_failed("k1/ivr", 503) == [Reject("in1", 480, "Temporarily Unavailable"),
+                                            CallEnded("k1", "ivr_failed:503", False)]
+    via_ivr(cc)
+    cc.ivr_answered("k1/ivr", SDP_IVR)
+    cc.offer("k1", "agent1", "sip:a@h")
+    assert cc.ivr_hangup("k1/ivr") == [Hangup("in1"), Cancel("k1/1"), AcdCancel("k1", "ivr_hangup"),
+                                       CallEnded("k1", "ivr_hangup", False)]
+    via_ivr(cc)
+    cc.ivr_answered("k1/ivr", SDP_IVR)
+    assert cc.caller_hangup("in1") == [Hangup("k1/ivr"), AcdCancel("k1", "abandoned"),
+                                       CallEnded("k1", "abandoned", False)]
+
+
+def test_a_ring_timeout_in_the_ivr_keeps_the_caller_with_the_ivr() -> None:
+    cc = CallControl()
+    via_ivr(cc)
+    cc.ivr_answered("k1/ivr", SDP_IVR)
+    cc.offer("k1", "agent1", "sip:a@h")
+    assert cc.offer_cancelled("k1", "agent1") == [Cancel("k1/1")]
+    assert cc.calls["k1"].state is CallState.IVR
+    assert cc.offer("k1", "agent2", "sip:b@h")[0].leg == "k1/2"
+
+
+def test_the_caller_refuses_the_bridge() -> None:
+    cc = CallControl()
+    via_ivr(cc)
+    cc.ivr_answered("k1/ivr", SDP_IVR)
+    cc.offer("k1", "agent1", "sip:a@h")
+    cc.agent_answered("k1/1", SDP_B)
+    assert cc.caller_reinvite_failed("in1", 488) == [
+        AckAnswer("k1/1", b""), Hangup("k1/1"), Hangup("in1"), Hangup("k1/ivr"), AcdCancel("k1", "bridge_failed:488"),
+        CallEnded("k1", "bridge_failed:488", False)]
