@@ -120,6 +120,8 @@ class SipSettings:
     max_calls: int = 20_000          # calls in progress; beyond, new INVITEs get 503
     demo_phones: bool = False        # demo only: agent1..agent4 at workplaces with static phones, logged in
     test_pilot: str = ""             # calls to this number are answered by the core itself (trunk checks, bench)
+    ivr_uri: str = ""                # the IVR (any SIP UAS): calls to ivr_pilots go there first; "" = none
+    ivr_pilots: tuple[str, ...] = ("100",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +400,10 @@ def _validate_sip(sip: SipSettings, environment: str) -> None:
     _bounds("sip.max_calls", sip.max_calls, 1)
     _require(not sip.test_pilot or sip.test_pilot.isdigit() and len(sip.test_pilot) <= 20, "sip.test_pilot",
              f"expected up to 20 digits, got {_short(sip.test_pilot)}")
+    _require(not sip.ivr_uri or bool(re.fullmatch(r"sips?:[^\s<>\"]+", sip.ivr_uri)), "sip.ivr_uri",
+             f"expected a sip: URI, got {_short(sip.ivr_uri)}")
+    for pilot in sip.ivr_pilots:
+        _require(pilot.isdigit() and len(pilot) <= 20, "sip.ivr_pilots", f"expected digits, got {_short(pilot)}")
     _require(not sip.demo_phones or environment == "demo", "sip.demo_phones",
              "only allowed when node.environment is 'demo'")
 

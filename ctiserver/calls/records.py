@@ -7,7 +7,7 @@ and turns it into
   leg exactly once, with its times, the final SIP status of its INVITE and why it ended), written
   in batches by the history writer;
 * live events on the SimProt topic ``calls`` (permission ``acd.supervise``): ``call.state``
-  ``{call, state, caller, pilot, agent, cause, at}`` with state ``queued``, ``offering``,
+  ``{call, state, caller, pilot, agent, cause, at}`` with state ``queued``, ``ivr``, ``offering``,
   ``connected``, ``ended``; its snapshot (and the ``calls.list`` operation) lists the calls in
   progress, which ``ctictl calls`` shows.
 
@@ -72,6 +72,13 @@ class CallRecorder:
         info = self.calls.get(call)
         if info is not None:
             info.state, info.agent = "offering", agent
+            self._event(info, None)
+
+    def ivr(self, call: str, leg: str, peer: str) -> None:
+        self.legs[leg] = LegInfo(leg, call, "ivr", None, peer, self.clock())
+        info = self.calls.get(call)
+        if info is not None:
+            info.state = "ivr"
             self._event(info, None)
 
     def ringing(self, leg: str) -> None:

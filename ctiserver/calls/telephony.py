@@ -61,6 +61,7 @@ from .control import (
     AcdEnqueue,
     AcdOfferFailed,
     AcdRinging,
+    AckAnswer,
     Action,
     Answer,
     CallControl,
@@ -69,6 +70,7 @@ from .control import (
     Cancel,
     Dial,
     Hangup,
+    Reinvite,
     Reject,
     Ring,
 )
@@ -97,6 +99,7 @@ class Leg:
     rang: bool = False
     final: bool = False                           # caller: we sent a final; agent: we got one
     ended: bool = False
+    pending_ok: tuple[Dialog, Response] | None = None   # a phone's 200 (late offer) waiting for its ACK
 
 
 class Telephony:
@@ -226,7 +229,8 @@ class Telephony:
                     leg.final = True
                     status = 408 if isinstance(ev, TransactionTimeout) else 503
                     self.records.leg_over(leg.id, status, "timeout" if status == 408 else "unreachable")
-                    self._perform(self.control.agent_failed(leg.id, status))
+                    fail = self.control.ivr_failed if leg.kind == "ivr" else self.control.agent_failed
+                    self._perform(fail(leg.id, status))
         elif isinstance(ev, StrayResponse):
             self._response(ev.response, None, now)
         elif isinstance(ev, AckTimeout):
@@ -270,7 +274,8 @@ class Telephony:
                 if isinstance(leg, Leg):
                     leg.ended = True
                     self.records.leg_over(leg.id, 200, "bye")
-                    fn = self.control.caller_hangup if leg.kind == "caller" else self.control.agent_hangup
+                    fn = {"caller": self.control.caller_hangup, "agent": self.control.agent_hangup,
+                          "ivr": self.control.ivr_hangup}[leg.kind]
                     self._perform(self._safe(fn, leg.id))
             elif method == Method.INVITE and isinstance(leg, Leg) and leg.kind == "caller":
                 # a re-INVITE (hold, codec change): the media stay end to end; we keep our answer
@@ -346,7 +351,8 @@ class Telephony:
         self.stats["calls"] += 1
         self.records.call_started(contact_id, caller, pilot, leg.id, str(peer))
         log.info("sip.call", extra={"call": contact_id, "pilot": pilot, "caller": caller, "peer": str(peer)})
-        self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}))
+        ivr = self.settings.ivr_uri if self.settings.ivr_uri and pilot in self.settings.ivr_pilots else None
+        self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}, ivr=ivr))
 
     def _answer_test_call(self, req: Request, txn: ServerTransaction, tag: str, now: float) -> None:
         """The test pilot: the core answers by itself (a plain UAS), to check a trunk or measure the
@@ -384,6 +390,9 @@ class Telephony:
         assert self.endpoint is not None
         dr = self.endpoint.dialogs.receive_response(resp, txn, now)
         leg = txn.context if txn is not None else None
+        if isinstance(leg, tuple) and resp.status >= 200:   # ("reinvite", caller leg): the bridge
+            self._reinvite_answered(leg[1], resp, dr)
+            return
         if not isinstance(leg, Leg) or resp.cseq.method != Method.INVITE:
             if dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog is not None:
                 self._ack(dr.dialog, resp)   # a 2xx nobody wants (stray): ACK and BYE
@@ -401,23 +410,40 @@ class Telephony:
                 return   # a retransmission (the ACK went again) or a second fork
             leg.dialog = dr.dialog
             dr.dialog.context = leg
-            self._ack(dr.dialog, resp)
+            if leg.kind == "agent" and not leg.invite.body and not leg.final:
+                leg.pending_ok = (dr.dialog, resp)   # a late offer: the ACK carries the caller's answer
+            else:
+                self._ack(dr.dialog, resp)
             if not leg.final:
                 leg.final = True
-                self.stats["answered"] += 1
                 self.records.leg_answered(leg.id)
-                self._perform(self.control.agent_answered(leg.id, resp.body))
+                if leg.kind == "ivr":
+                    self._perform(self.control.ivr_answered(leg.id, resp.body))
+                else:
+                    self.stats["answered"] += 1
+                    self._perform(self.control.agent_answered(leg.id, resp.body))
             return
         if not leg.final:   # the transaction ACKed it (§17.1.1.3)
             leg.final = True
             self.records.leg_over(leg.id, status, "cancelled" if status == 487 else "rejected"
                                   if status in (486, 600, 603) else "unreachable")
-            self._perform(self.control.agent_failed(leg.id, status))
+            fn = self.control.ivr_failed if leg.kind == "ivr" else self.control.agent_failed
+            self._perform(fn(leg.id, status))
 
-    def _ack(self, dialog: Dialog, resp: Response) -> None:
+    def _reinvite_answered(self, caller_leg: Leg, resp: Response, dr: Any) -> None:
+        """The caller's final answer to our re-INVITE (the RFC 3725 bridge)."""
+        if 200 <= resp.status < 300:
+            if dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog is not None:
+                self._ack(dr.dialog, resp)
+                self._perform(self._safe(self.control.caller_reinvite_answered, caller_leg.id, resp.body))
+        else:
+            self._perform(self._safe(self.control.caller_reinvite_failed, caller_leg.id, resp.status))
+
+    def _ack(self, dialog: Dialog, resp: Response, body: bytes = b"") -> None:
         assert self.endpoint is not None
         transport = dialog.context.peer.transport if isinstance(dialog.context, Leg) else "udp"
-        ack = dialog.new_ack(resp.cseq.number, transport=transport.upper(), sent_by=self.sent_by)
+        ack = dialog.new_ack(resp.cseq.number, transport=transport.upper(), sent_by=self.sent_by, body=body,
+                             content_type=SDP if body else None)
         self.endpoint.dialogs.send_ack(dialog, ack, self._peer_of(dialog))
 
     def _bye(self, dialog: Dialog, now: float) -> None:
@@ -458,7 +484,8 @@ class Telephony:
                 if leg.dialog is not None:
                     leg.dialog.context = leg
                 call = self.control.calls.get(a.leg)
-                self.records.connected(a.leg, a.leg, call.agent_id if call else None)
+                if call is not None and call.state.value == "connected":   # (answered by the IVR: not yet)
+                    self.records.connected(a.leg, a.leg, call.agent_id)
         elif isinstance(a, Reject):
             if leg is not None and not leg.final:
                 leg.final = True
@@ -474,9 +501,28 @@ class Telephony:
         elif isinstance(a, Hangup):
             if leg is not None and not leg.ended:
                 leg.ended = True
+                if leg.pending_ok is not None:   # answered, never ACKed: ACK first (§13.2.2.4), then BYE
+                    self._ack(*leg.pending_ok)
+                    leg.pending_ok = None
                 if leg.dialog is not None:
                     self._bye(leg.dialog, now)
-                self.records.leg_over(leg.id, 200, "bye_sent")
+                    self.records.leg_over(leg.id, 200, "bye_sent")
+                elif isinstance(leg.txn, ClientTransaction) and not leg.final:
+                    self.endpoint.layer.cancel(leg.txn, now)   # not answered yet: CANCEL it
+        elif isinstance(a, Reinvite):
+            if leg is not None and leg.dialog is not None:
+                transport = leg.peer.transport.upper()
+                req = leg.dialog.new_request("INVITE", transport=transport, sent_by=self.sent_by, body=a.sdp,
+                                             content_type=SDP)
+                txn = self.endpoint.dialogs.send_request(leg.dialog, req, self._peer_of(leg.dialog), now)
+                txn.context = ("reinvite", leg)
+        elif isinstance(a, AckAnswer):
+            if leg is not None and leg.pending_ok is not None:
+                self._ack(*leg.pending_ok, body=a.sdp)
+                leg.pending_ok = None
+                call = self.control.calls.get(a.leg.split("/")[0])
+                if call is not None and call.state.value == "connected":
+                    self.records.connected(call.contact_id, call.caller_leg, call.agent_id)
         elif isinstance(a, AcdEnqueue):
             try:
                 d.enqueue_call(a.contact_id, a.pilot, a.caller, a.data)
@@ -511,7 +557,8 @@ class Telephony:
         except ParseError:
             uri = None
         if not isinstance(uri, SipUri):
-            self._perform(self.control.agent_failed(a.leg, 404) if self.control.leg_of(a.leg) else [])
+            fail = self.control.agent_failed if a.agent_id else self.control.ivr_failed
+            self._perform(fail(a.leg, 404) if self.control.leg_of(a.leg) else [])
             return
         transport = (uri.transport or "udp").lower()
         peer = Peer(transport, uri.host.strip("[]"), uri.port or 5060)
@@ -527,19 +574,22 @@ class Telephony:
             ("CSeq", "1 INVITE"),
             ("Contact", self._contact()),
             ("Allow", ALLOW),
-            ("Content-Type", SDP),
+            *([("Content-Type", SDP)] if a.sdp else []),   # no SDP: a late offer (RFC 3725 flow I)
             ("X-Contact-Id", a.contact_id),
         ], body=a.sdp)
-        leg = Leg(a.leg, "agent", None, req, peer, tag)  # type: ignore[arg-type]
+        leg = Leg(a.leg, "agent" if a.agent_id else "ivr", None, req, peer, tag)  # type: ignore[arg-type]
         self.legs[a.leg] = leg
         try:
             leg.txn = self.endpoint.layer.request(req, peer, now)
         except TransactionError:
             leg.final = True
-            self._perform(self.control.agent_failed(a.leg, 503))
+            self._perform((self.control.agent_failed if a.agent_id else self.control.ivr_failed)(a.leg, 503))
             return
         leg.txn.context = leg
-        self.records.offering(a.contact_id, a.leg, a.agent_id, str(peer))
+        if a.agent_id:
+            self.records.offering(a.contact_id, a.leg, a.agent_id, str(peer))
+        else:
+            self.records.ivr(a.contact_id, a.leg, str(peer))
         log.info("sip.dial", extra={"call": a.contact_id, "agent": a.agent_id, "leg": a.leg, "peer": str(peer)})
 
 

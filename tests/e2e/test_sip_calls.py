@@ -184,3 +184,37 @@ async def test_the_test_pilot_is_answered_by_the_core_itself(pg_dsn: str, tmp_pa
     finally:
         await app.stop(grace=0.5)
         await drop_dsn(pg_dsn, dsn)
+
+
+async def test_through_the_ivr_then_bridged_to_the_agent_by_reinvite(sip_core: SipCore, tmp_path: Path) -> None:
+    """Pilot 100: the caller talks to the IVR (here sipp's uas) first; the ACD's offer goes to the
+    phone without SDP, the phone's offer reaches the caller in a re-INVITE, the caller's answer goes
+    back in the ACK, the IVR leg is released (RFC 3725 flow I)."""
+    import dataclasses
+
+    [a1] = await sip_core.add_agents(1)
+    await sip_core.pool.execute("INSERT INTO cc.entry_rules (position, pilot, project) VALUES (2, '100', 'general')")
+    assert sip_core.app.distribution is not None
+    await sip_core.app.distribution.load_config()
+    ivr_port = free_port()
+    tel = sip_core.telephony
+    tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:ivr@127.0.0.1:{ivr_port}")
+    # the agent is not ready yet: the caller stays with the IVR until he is
+    sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(a1, t, "break"), "test")
+    ivr = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(ivr_port), "-m", "1", cwd=tmp_path)
+    agent_phone = await phone(sip_core, a1, None, tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await sipp("-sf", str(SCEN / "uac_bridged.xml"), "-s", "100", f"127.0.0.1:{sip_core.port}",
+                        "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-timeout", "30s",
+                        "-recv_timeout", "15000", cwd=tmp_path)
+    await wait_for(lambda: any(c.state.value == "ivr" for c in tel.control.calls.values()))
+    call = next(iter(tel.control.calls.values()))
+    assert call.enqueued and tel.legs[call.contact_id + "/ivr"].final    # talking to the IVR, queued
+    sip_core.app.distribution.engine_input(lambda e, t: e.ready(a1, t), "test")
+    assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await ivr.wait(20) == 0, sipp_errors(tmp_path)              # the IVR leg got our BYE
+    assert await agent_phone.wait(20) == 0, sipp_errors(tmp_path)      # and the phone the caller's BYE
+    assert await offers(sip_core) == [(a1, "answered")]
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    kinds = [r["kind"] for r in await sip_core.pool.fetch("SELECT kind FROM cc.call_legs ORDER BY kind")]
+    assert kinds == ["agent", "caller", "ivr"]
