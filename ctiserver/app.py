@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from simprot.server import Limits, Operation, SimProtServer
+from simprot.server import Limits, SimProtServer
 
 from .accounts import AccountStore, WorkplaceStore
 from .acd import Action, Engine
@@ -104,8 +104,8 @@ class App:
             self.sip_address = (s.sip.host, await self.telephony.start())
             dist.telephony = self.telephony
             tel = self.telephony
-            self.service.extend([Operation("calls.list", lambda conn, args: tel.snapshot(), "acd.supervise")],
-                                {"calls": "acd.supervise"}, {"calls": lambda principal: tel.snapshot()})
+            self.service.extend(tel.operations(), {"calls": "acd.supervise"},
+                                {"calls": lambda principal: tel.snapshot()})
             if s.sip.demo_phones:
                 self._demo_phones_ready()
         self.simprot_address = await self.server.listen(s.simprot.host, s.simprot.port, ssl=tls_context(s))

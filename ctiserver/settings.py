@@ -122,6 +122,7 @@ class SipSettings:
     test_pilot: str = ""             # calls to this number are answered by the core itself (trunk checks, bench)
     ivr_uri: str = ""                # the IVR (any SIP UAS): calls to ivr_pilots go there first; "" = none
     ivr_pilots: tuple[str, ...] = ("100",)
+    outbound_uri: str = ""           # agents' outbound calls: "sip:{number}@pbx-address"; "" = not allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +403,8 @@ def _validate_sip(sip: SipSettings, environment: str) -> None:
              f"expected up to 20 digits, got {_short(sip.test_pilot)}")
     _require(not sip.ivr_uri or bool(re.fullmatch(r"sips?:[^\s<>\"]+", sip.ivr_uri)), "sip.ivr_uri",
              f"expected a sip: URI, got {_short(sip.ivr_uri)}")
+    _require(not sip.outbound_uri or bool(re.fullmatch(r"sips?:[^\s<>\"]*\{number\}[^\s<>\"]*", sip.outbound_uri)),
+             "sip.outbound_uri", f"expected a sip: URI with {{number}} in it, got {_short(sip.outbound_uri)}")
     for pilot in sip.ivr_pilots:
         _require(pilot.isdigit() and len(pilot) <= 20, "sip.ivr_pilots", f"expected digits, got {_short(pilot)}")
     _require(not sip.demo_phones or environment == "demo", "sip.demo_phones",

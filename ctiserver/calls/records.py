@@ -74,11 +74,13 @@ class CallRecorder:
             info.state, info.agent = "offering", agent
             self._event(info, None)
 
-    def ivr(self, call: str, leg: str, peer: str) -> None:
-        self.legs[leg] = LegInfo(leg, call, "ivr", None, peer, self.clock())
+    def leg_started(self, call: str, leg: str, kind: str, agent: str | None, peer: str,
+                    state: str | None = None) -> None:
+        """Any other leg (the IVR's, an outbound call's); ``state`` changes the call's state."""
+        self.legs[leg] = LegInfo(leg, call, kind, agent, peer, self.clock())
         info = self.calls.get(call)
-        if info is not None:
-            info.state = "ivr"
+        if info is not None and state is not None:
+            info.state = state
             self._event(info, None)
 
     def ringing(self, leg: str) -> None:

@@ -23,9 +23,10 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from simprot.errors import ErrorCode, RequestError
+from simprot.server import Connection, Operation
 from sipcore.dialog import AckTimeout, Dialog, DialogError, ResponseKind, error_response
 from sipcore.endpoint import SipEndpoint
 from sipcore.headers import Method
@@ -46,13 +47,12 @@ from sipcore.transaction import (
     TransactionError,
     TransactionTimeout,
     TransportFailed,
-    new_branch,
     new_tag,
 )
 from sipcore.transport import TransportLimits
-from sipcore.uri import SipUri, parse_uri
+from sipcore.uri import SipUri
 
-from ..acd import AcdError, MissKind
+from ..acd import AcdError, AgentState, MissKind
 from ..settings import SipSettings
 from .control import (
     AcdAccept,
@@ -74,7 +74,9 @@ from .control import (
     Reject,
     Ring,
 )
-from .edge import RateLimiter, TrunkPeers
+from .edge import DialPlan, RateLimiter, TrunkPeers
+from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite
+from .outbound import AcdOutbound, DialOut, OutboundCalls
 from .records import CallRecorder
 from .registration import PhoneRegistry
 
@@ -82,25 +84,6 @@ if TYPE_CHECKING:
     from ..distribution import Distribution
 
 log = logging.getLogger("ctiserver.sip")
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
-SDP = "application/sdp"
-
-
-@dataclass(slots=True, eq=False)
-class Leg:
-    id: str
-    kind: str                                     # "caller" | "agent"
-    txn: ServerTransaction | ClientTransaction    # the INVITE's transaction
-    invite: Request
-    peer: Peer
-    tag: str                                      # our tag on this leg
-    dialog: Dialog | None = None
-    rang: bool = False
-    final: bool = False                           # caller: we sent a final; agent: we got one
-    ended: bool = False
-    pending_ok: tuple[Dialog, Response] | None = None   # a phone's 200 (late offer) waiting for its ACK
-
 
 class Telephony:
     def __init__(self, settings: SipSettings, distribution: Distribution) -> None:
@@ -120,6 +103,18 @@ class Telephony:
         self._pumping = False
         self._scheduled = False
         self.stats = {"calls": 0, "answered": 0, "rejected": 0, "refused": 0}
+        self.outbound = OutboundCalls()
+        self.dialplan = DialPlan()
+        self._before_outbound: dict[str, tuple[str, str]] = {}   # agent -> (state, reason) to come back to
+        c, o = self.control, self.outbound
+        # per kind of leg: what a failure, an answer and a BYE from it mean
+        self._handlers: dict[str, tuple[Callable[..., list], Callable[..., list], Callable[..., list]]] = {
+            "caller": (c.caller_hangup, c.caller_hangup, c.caller_hangup),
+            "agent": (c.agent_failed, c.agent_answered, c.agent_hangup),
+            "ivr": (c.ivr_failed, c.ivr_answered, c.ivr_hangup),
+            "out-phone": (o.phone_failed, o.phone_answered, o.phone_hangup),
+            "customer": (o.customer_failed, o.customer_answered, o.customer_hangup),
+        }
         server = lambda: distribution.server.publish if distribution.server is not None else None  # noqa: E731
         self.records = CallRecorder(distribution.history, distribution.account_ids.get, server,
                                     clock=distribution.clock)
@@ -208,6 +203,35 @@ class Telephony:
     def snapshot(self) -> dict:
         return self.records.snapshot()
 
+    def operations(self) -> list[Operation]:
+        """SimProt: ``calls.list`` (supervisors) and the agent's own outbound calls (OUT-4)."""
+        return [Operation("calls.list", lambda conn, args: self.snapshot(), "acd.supervise"),
+                Operation("call.dial", self.op_dial, "acd.agent"),
+                Operation("call.hangup", self.op_hangup, "acd.agent")]
+
+    def op_dial(self, conn: Connection, args: dict) -> dict:
+        number = args.get("number")
+        if type(number) is not str:
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "number: a string of digits", {"field": "number"})
+        try:
+            call = self.dial_out(conn.principal.username, number)
+        except CallError as exc:
+            raise RequestError(ErrorCode.INVALID_STATE, f"agent: {exc}", {"field": "agent"}) from None
+        except (ValueError, AcdError) as exc:
+            text = str(exc)
+            field = text.split(":", 1)[0] if text.split(":", 1)[0] in ("number", "agent") else "number"
+            code = ErrorCode.INVALID_STATE if field == "agent" else ErrorCode.INVALID_ARGUMENT
+            raise RequestError(code, text, {"field": field}) from None
+        return {"call": call, "state": "dialling", "number": number}
+
+    def op_hangup(self, conn: Connection, args: dict) -> dict:
+        call = args.get("call")
+        try:
+            self.hang_up_out(conn.principal.username, call if type(call) is str else "")
+        except CallError as exc:
+            raise RequestError(ErrorCode.NOT_FOUND, str(exc), {"field": "call"}) from None
+        return {"call": call, "state": "ended"}
+
     def is_call(self, contact_id: str) -> bool:
         return contact_id in self.control.calls
 
@@ -229,8 +253,7 @@ class Telephony:
                     leg.final = True
                     status = 408 if isinstance(ev, TransactionTimeout) else 503
                     self.records.leg_over(leg.id, status, "timeout" if status == 408 else "unreachable")
-                    fail = self.control.ivr_failed if leg.kind == "ivr" else self.control.agent_failed
-                    self._perform(fail(leg.id, status))
+                    self._perform(self._handlers[leg.kind][0](leg.id, status))
         elif isinstance(ev, StrayResponse):
             self._response(ev.response, None, now)
         elif isinstance(ev, AckTimeout):
@@ -274,9 +297,7 @@ class Telephony:
                 if isinstance(leg, Leg):
                     leg.ended = True
                     self.records.leg_over(leg.id, 200, "bye")
-                    fn = {"caller": self.control.caller_hangup, "agent": self.control.agent_hangup,
-                          "ivr": self.control.ivr_hangup}[leg.kind]
-                    self._perform(self._safe(fn, leg.id))
+                    self._perform(self._safe(self._handlers[leg.kind][2], leg.id))
             elif method == Method.INVITE and isinstance(leg, Leg) and leg.kind == "caller":
                 # a re-INVITE (hold, codec change): the media stay end to end; we keep our answer
                 answer = self._last_answer(leg)
@@ -403,32 +424,30 @@ class Telephony:
             if status > 100 and not leg.rang:
                 leg.rang = True
                 self.records.ringing(leg.id)
-                self._perform(self._safe(self.control.agent_ringing, leg.id))
+                if leg.kind == "agent":
+                    self._perform(self._safe(self.control.agent_ringing, leg.id))
             return
         if status < 300:
             if dr is None or dr.kind is not ResponseKind.ESTABLISHED or dr.dialog is None:
                 return   # a retransmission (the ACK went again) or a second fork
             leg.dialog = dr.dialog
             dr.dialog.context = leg
-            if leg.kind == "agent" and not leg.invite.body and not leg.final:
-                leg.pending_ok = (dr.dialog, resp)   # a late offer: the ACK carries the caller's answer
+            if not leg.invite.body and not leg.final:
+                leg.pending_ok = (dr.dialog, resp)   # a late offer: the ACK carries the other side's answer
             else:
                 self._ack(dr.dialog, resp)
             if not leg.final:
                 leg.final = True
                 self.records.leg_answered(leg.id)
-                if leg.kind == "ivr":
-                    self._perform(self.control.ivr_answered(leg.id, resp.body))
-                else:
+                if leg.kind == "agent":
                     self.stats["answered"] += 1
-                    self._perform(self.control.agent_answered(leg.id, resp.body))
+                self._perform(self._handlers[leg.kind][1](leg.id, resp.body))
             return
         if not leg.final:   # the transaction ACKed it (§17.1.1.3)
             leg.final = True
             self.records.leg_over(leg.id, status, "cancelled" if status == 487 else "rejected"
                                   if status in (486, 600, 603) else "unreachable")
-            fn = self.control.ivr_failed if leg.kind == "ivr" else self.control.agent_failed
-            self._perform(fn(leg.id, status))
+            self._perform(self._handlers[leg.kind][0](leg.id, status))
 
     def _reinvite_answered(self, caller_leg: Leg, resp: Response, dr: Any) -> None:
         """The caller's final answer to our re-INVITE (the RFC 3725 bridge)."""
@@ -494,7 +513,11 @@ class Telephony:
                 self._respond(leg.txn, make_response(leg.invite, a.status, a.reason, to_tag=leg.tag), now)
                 self.records.leg_over(leg.id, a.status, "rejected")
         elif isinstance(a, Dial):
-            self._dial(a, now)
+            self._dial(a, "out-phone" if self.outbound.owns(a.leg) else "agent" if a.agent_id else "ivr", now)
+        elif isinstance(a, DialOut):
+            self._dial(a, "customer", now)
+        elif isinstance(a, AcdOutbound):
+            self._agent_outbound(a.agent_id, a.start)
         elif isinstance(a, Cancel):
             if leg is not None and not leg.final and isinstance(leg.txn, ClientTransaction):
                 self.endpoint.layer.cancel(leg.txn, now)
@@ -550,47 +573,77 @@ class Telephony:
                 if self.legs[key].final or self.legs[key].ended:
                     del self.legs[key]
 
-    def _dial(self, a: Dial, now: float) -> None:
+    # ---- outbound calls (OUT-4) ---------------------------------------------------------------
+    def dial_out(self, agent_id: str, number: str) -> str:
+        """The agent calls a customer: his phone first, then the number through the trunk. Raises
+        ValueError naming what is wrong (the SimProt adapter turns it into an error)."""
+        if not self.settings.outbound_uri:
+            raise ValueError("outbound calls are not configured (sip.outbound_uri)")
+        why = self.dialplan.check(number)
+        if why is not None:
+            raise ValueError(f"number: {why}")
+        state = self.distribution.engine.brief(agent_id)[0]
+        if state.value not in ("ready", "not_ready"):
+            raise ValueError(f"agent: {state.value}; outbound calls start from ready or not ready")
+        phone = self.target_of(agent_id)
+        if phone is None:
+            raise ValueError("agent: no phone at your workplace")
+        call_id = "o" + secrets.token_hex(8)
+        target = self.settings.outbound_uri.replace("{number}", number.replace(" ", ""))
+        actions = self.outbound.dial(call_id, agent_id, phone, number, target)
+        self.records.call_started(call_id, agent_id, number, call_id, target)
+        self._perform(actions)   # type: ignore[arg-type]
+        self._pump()
+        return call_id
+
+    def hang_up_out(self, agent_id: str, call_id: str) -> None:
+        call = self.outbound.calls.get(call_id)
+        if call is None or call.agent_id != agent_id:
+            raise CallError(f"no outbound call {call_id} of yours")
+        self._perform(self.outbound.hangup(call_id))   # type: ignore[arg-type]
+        self._pump()
+
+    def _agent_outbound(self, agent_id: str, start: bool) -> None:
+        """Not offered ACD contacts while on an outbound call; back to where he was afterwards."""
+        d = self.distribution
+        if start:
+            now_state, now_reason = d.engine.brief(agent_id)[:2]
+            self._before_outbound[agent_id] = (now_state.value, now_reason)
+            d.engine_input(lambda e, t: e.not_ready(agent_id, t, "outbound"), "agent:outbound")
+            return
+        state, reason = self._before_outbound.pop(agent_id, ("not_ready", "outbound"))
+        if d.engine.brief(agent_id)[:2] != (AgentState.NOT_READY, "outbound"):
+            return   # he changed it himself meanwhile
+        if state == "ready":
+            d.engine_input(lambda e, t: e.ready(agent_id, t), "agent:outbound_end")
+        else:
+            d.engine_input(lambda e, t: e.not_ready(agent_id, t, reason or "outbound_end"), "agent:outbound_end")
+
+    def _dial(self, a: Dial | DialOut, kind: str, now: float) -> None:
         assert self.endpoint is not None
         try:
-            uri = parse_uri(a.target)
-        except ParseError:
-            uri = None
-        if not isinstance(uri, SipUri):
-            fail = self.control.agent_failed if a.agent_id else self.control.ivr_failed
-            self._perform(fail(a.leg, 404) if self.control.leg_of(a.leg) else [])
+            req, peer, tag = build_invite(a.target, sent_by=self.sent_by, contact=self._contact(), sdp=a.sdp,
+                                          caller=a.number if isinstance(a, DialOut) else a.caller,
+                                          call=a.contact_id)
+        except ValueError:
+            self._perform(self._handlers[kind][0](a.leg, 404))
             return
-        transport = (uri.transport or "udp").lower()
-        peer = Peer(transport, uri.host.strip("[]"), uri.port or 5060)
-        tag = new_tag()
-        call_id = f"{secrets.token_hex(10)}@{self.sent_by.rsplit(':', 1)[0]}"
-        caller = a.caller if a.caller.replace("+", "").isalnum() else "anonymous"
-        req = Request("INVITE", uri, headers=[
-            ("Via", f"SIP/2.0/{transport.upper()} {self.sent_by};branch={new_branch()};rport"),
-            ("Max-Forwards", "70"),
-            ("From", f"\"{caller}\" <sip:{caller}@{self.sent_by}>;tag={tag}"),
-            ("To", f"<{a.target}>"),
-            ("Call-ID", call_id),
-            ("CSeq", "1 INVITE"),
-            ("Contact", self._contact()),
-            ("Allow", ALLOW),
-            *([("Content-Type", SDP)] if a.sdp else []),   # no SDP: a late offer (RFC 3725 flow I)
-            ("X-Contact-Id", a.contact_id),
-        ], body=a.sdp)
-        leg = Leg(a.leg, "agent" if a.agent_id else "ivr", None, req, peer, tag)  # type: ignore[arg-type]
+        leg = Leg(a.leg, kind, None, req, peer, tag)  # type: ignore[arg-type]
         self.legs[a.leg] = leg
         try:
             leg.txn = self.endpoint.layer.request(req, peer, now)
         except TransactionError:
             leg.final = True
-            self._perform((self.control.agent_failed if a.agent_id else self.control.ivr_failed)(a.leg, 503))
+            self._perform(self._handlers[kind][0](a.leg, 503))
             return
         leg.txn.context = leg
-        if a.agent_id:
+        if kind == "agent":
             self.records.offering(a.contact_id, a.leg, a.agent_id, str(peer))
         else:
-            self.records.ivr(a.contact_id, a.leg, str(peer))
-        log.info("sip.dial", extra={"call": a.contact_id, "agent": a.agent_id, "leg": a.leg, "peer": str(peer)})
+            self.records.leg_started(a.contact_id, a.leg, HISTORY_KIND[kind], a.agent_id or None, str(peer),
+                                     state="ivr" if kind == "ivr" else None)
+        log.info("sip.dial", extra={"call": a.contact_id, "agent": a.agent_id, "leg": a.leg, "kind": kind,
+                                    "peer": str(peer)})
 
 
 __all__ = ["Leg", "MissKind", "Telephony"]

@@ -218,3 +218,46 @@ async def test_through_the_ivr_then_bridged_to_the_agent_by_reinvite(sip_core: S
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     kinds = [r["kind"] for r in await sip_core.pool.fetch("SELECT kind FROM cc.call_legs ORDER BY kind")]
     assert kinds == ["agent", "caller", "ivr"]
+
+
+async def test_an_agent_calls_a_customer_out(sip_core: SipCore, tmp_path: Path) -> None:
+    """OUT-4 through SimProt: the agent's phone first (no SDP), then the customer through the trunk
+    with the phone's offer; the customer's answer reaches the phone in the ACK; hang-up from the
+    desktop ends both; the agent is not offered contacts meanwhile and is ready again after."""
+    import dataclasses
+
+    from simprot.errors import ErrorCode, RequestError
+
+    [a1] = await sip_core.add_agents(1)
+    tel = sip_core.telephony
+    customer_port = free_port()
+    tel.settings = dataclasses.replace(tel.settings, outbound_uri=f"sip:{{number}}@127.0.0.1:{customer_port}")
+    agent_phone = await phone(sip_core, a1, None, tmp_path)
+    customer = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(customer_port), "-m", "1", cwd=tmp_path)
+    await asyncio.sleep(0.3)
+    desk = SimProtClient([f"127.0.0.1:{sip_core.app.simprot_address[1]}"], user=a1, password="agent-pass-1",
+                         reconnect=False)
+    await desk.connect()
+    try:
+        with pytest.raises(RequestError) as err:
+            await desk.request("call.dial", {"number": "00441234567"})
+        assert err.value.code is ErrorCode.INVALID_ARGUMENT and "international" in str(err.value)
+        res = await desk.request("call.dial", {"number": "271004245"})
+        call = res["call"]
+        await wait_for(lambda: call in tel.outbound.calls and tel.outbound.calls[call].state.value == "connected")
+        engine = sip_core.app.distribution.engine  # type: ignore[union-attr]
+        assert engine.brief(a1)[:2][1] == "outbound"
+        with pytest.raises(RequestError) as err:
+            await desk.request("call.dial", {"number": "271004246"})
+        assert err.value.code is ErrorCode.INVALID_STATE
+        assert await desk.request("call.hangup", {"call": call}) == {"call": call, "state": "ended"}
+        assert await customer.wait(20) == 0, (customer.out[-1500:], sipp_errors(tmp_path))
+        assert await agent_phone.wait(20) == 0, sipp_errors(tmp_path)
+        assert engine.agent(a1).state.value == "ready"
+    finally:
+        await desk.close()
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    row = await sip_core.pool.fetchrow("SELECT caller, pilot, connected, cause FROM cc.call_history")
+    assert (row["caller"], row["pilot"], row["connected"], row["cause"]) == (a1, "271004245", True, "agent_hangup")
+    kinds = sorted(r["kind"] for r in await sip_core.pool.fetch("SELECT kind FROM cc.call_legs"))
+    assert kinds == ["agent", "customer"]

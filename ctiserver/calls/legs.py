@@ -1,0 +1,63 @@
+"""A call leg as the SIP side of the core keeps it, and the INVITE that starts an outgoing one."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sipcore.dialog import Dialog
+from sipcore.message import Request, Response
+from sipcore.net import Peer
+from sipcore.syntax import ParseError
+from sipcore.transaction import ClientTransaction, ServerTransaction, new_branch, new_tag
+from sipcore.uri import SipUri, parse_uri
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
+SDP = "application/sdp"
+# what each kind of leg is in cc.call_legs
+HISTORY_KIND = {"caller": "caller", "agent": "agent", "ivr": "ivr", "out-phone": "agent", "customer": "customer"}
+
+
+@dataclass(slots=True, eq=False)
+class Leg:
+    id: str
+    kind: str                                     # caller | agent | ivr | out-phone | customer
+    txn: ServerTransaction | ClientTransaction    # the INVITE's transaction
+    invite: Request
+    peer: Peer
+    tag: str                                      # our tag on this leg
+    dialog: Dialog | None = None
+    rang: bool = False
+    final: bool = False                           # caller: we sent a final; others: we got one
+    ended: bool = False
+    pending_ok: tuple[Dialog, Response] | None = None   # a 200 with a late offer waiting for its ACK
+
+
+def build_invite(target: str, *, sent_by: str, caller: str, contact: str, sdp: bytes,
+                 call: str) -> tuple[Request, Peer, str]:
+    """Our INVITE to ``target`` (an IP-literal SIP URI; ValueError otherwise): a new Call-ID and tag,
+    ``sdp`` as the offer (empty: a late offer, RFC 3725 flow I), ``X-Contact-Id`` naming the call."""
+    try:
+        uri = parse_uri(target)
+    except ParseError:
+        uri = None
+    if not isinstance(uri, SipUri):
+        raise ValueError(f"not a SIP URI: {target[:100]!r}")
+    transport = (uri.transport or "udp").lower()
+    peer = Peer(transport, uri.host.strip("[]"), uri.port or 5060)
+    tag = new_tag()
+    call_id = f"{secrets.token_hex(10)}@{sent_by.rsplit(':', 1)[0]}"
+    caller = caller if caller.replace("+", "").isalnum() else "anonymous"
+    req = Request("INVITE", uri, headers=[
+        ("Via", f"SIP/2.0/{transport.upper()} {sent_by};branch={new_branch()};rport"),
+        ("Max-Forwards", "70"),
+        ("From", f"\"{caller}\" <sip:{caller}@{sent_by}>;tag={tag}"),
+        ("To", f"<{target}>"),
+        ("Call-ID", call_id),
+        ("CSeq", "1 INVITE"),
+        ("Contact", contact),
+        ("Allow", ALLOW),
+        *([("Content-Type", SDP)] if sdp else []),
+        ("X-Contact-Id", call),
+    ], body=sdp)
+    return req, peer, tag
