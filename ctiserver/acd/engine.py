@@ -9,9 +9,11 @@ actions to perform, in order; a bad input raises :class:`IllegalTransition` or
 The routing decision and the no-stall invariant live in :mod:`~ctiserver.acd.routing`, the data
 structures in :mod:`~ctiserver.acd.queues`; docs/acd.md explains both.
 
-Agents hold at most one contact at a time in this version. Contacts carry a channel and queues are
-per (project, channel), so an agent is only offered contacts of channels his profile has capacity
-for; holding several chats or e-mails at once is left to the issue that adds those channels.
+Contacts carry a channel and queues are per (project, channel), so an agent is only offered
+contacts of channels his profile has capacity for. An agent holds up to ``capacity[ch]`` contacts
+of one channel at a time (voice: one): :mod:`~ctiserver.acd.slots` gives an agent with a capacity
+above 1 one slot per contact, with presence, misses and the reported state per agent. Public
+methods take the agent's id; those about a contact act on the slot holding it.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from .model import (
 )
 from .queues import AgentRt, ContactRt, ProjectRt, Queue, eligible, score
 from .ready import FewestReady, SkillReady, make_ready_set
-from .routing import ANN, ANSWERED, CBO, MISS_INPUT, OFFERED, PREF, RING, WAIT, WRAP, A, I, Q, Router, held_order
+from .routing import ANN, ANSWERED, CBO, MISS_INPUT, OFFERED, PREF, RING, WAIT, WRAP, I, Q, held_order
+from .slots import Slots
 
 E = Effect
 _heappush = heapq.heappush
 
 
-class Engine(Router):
+class Engine(Slots):
     """``Engine(miss_limits=3, ageing_seconds=60.0, not_ready_reasons=None)``.
 
     ``miss_limits``: consecutive misses of one kind that log an agent out (an int for all kinds or
@@ -53,6 +56,8 @@ class Engine(Router):
 
     def login(self, agent_id: str, now: float, workplace: str | None = None) -> list[Action]:
         a = self._agent(agent_id)
+        if a.group is not None:
+            return self._g_presence(a, I.LOGIN, now, "login", workplace)
         _, nxt = transition(a.state, I.LOGIN, a.id)
         self._now = now
         out: list[Action] = []
@@ -63,12 +68,15 @@ class Engine(Router):
 
     def logout(self, agent_id: str, now: float, reason: str = "") -> list[Action]:
         """READY/NOT_READY: now. RESERVED/OFFERED: now, the offer is withdrawn and the contact
-        re-queued (no miss). BUSY/WRAP_UP: pending until wrap-up ends."""
+        re-queued (no miss). BUSY/WRAP_UP: pending until wrap-up ends. (Several contacts: every offer
+        is withdrawn; pending until the wrap-up of the last one he works on ends.)"""
         a = self._agent(agent_id)
+        reason = reason or "logout"
+        if a.group is not None:
+            return self._g_presence(a, I.LOGOUT, now, reason)
         effect, nxt = transition(a.state, I.LOGOUT, a.id)
         self._now = now
         out: list[Action] = []
-        reason = reason or "logout"
         if effect is E.SET_PENDING:
             self._pend(a, "logout", reason, now, out)
             return out
@@ -83,6 +91,8 @@ class Engine(Router):
         """NOT_READY: READY now (and maybe an offer at once). BUSY/WRAP_UP: cancels a pending
         not-ready (a pending logout stands). READY/RESERVED/OFFERED: nothing."""
         a = self._agent(agent_id)
+        if a.group is not None:
+            return self._g_presence(a, I.READY, now, "ready")
         effect, nxt = transition(a.state, I.READY, a.id)
         self._now = now
         out: list[Action] = []
@@ -99,9 +109,12 @@ class Engine(Router):
         withdrawn and the contact re-queued (no miss) — also how a supervisor forces it.
         BUSY/WRAP_UP: pending until wrap-up ends (a pending logout wins)."""
         a = self._agent(agent_id)
-        effect, nxt = transition(a.state, I.NOT_READY, a.id)
+        g = a.group
+        effect, nxt = transition(a.state if g is None else g.state, I.NOT_READY, a.id)
         if type(reason) is not str or not reason or (self._reasons is not None and reason not in self._reasons):
             raise EngineError(f"unknown not-ready reason {reason!r}", hint="INVALID_ARGUMENT")
+        if g is not None:
+            return self._g_presence(a, I.NOT_READY, now, reason)
         self._now = now
         out: list[Action] = []
         if effect is E.SET_PENDING:
@@ -117,6 +130,8 @@ class Engine(Router):
     def ringing(self, agent_id: str, contact_id: str, now: float) -> list[Action]:
         """Telephony: the workplace rings (RESERVED → OFFERED). Optional: accept works from both."""
         a = self._agent(agent_id)
+        if a.group is not None:
+            a = self._slot(a, contact_id, I.RINGING)
         effect, nxt = transition(a.state, I.RINGING, a.id)
         self._offered(a, contact_id)
         self._now = now
@@ -127,13 +142,20 @@ class Engine(Router):
 
     def accept(self, agent_id: str, contact_id: str, now: float) -> list[Action]:
         a = self._agent(agent_id)
+        g = a.group
+        if g is not None:
+            a = self._slot(a, contact_id, I.ACCEPT)
         _, nxt = transition(a.state, I.ACCEPT, a.id)
         c = self._offered(a, contact_id)
         self._now = now
         out: list[Action] = []
-        for k in a.misses:
+        for k in a.misses:   # (shared by his slots)
             a.misses[k] = 0
-        a.today += 1
+        if g is None:
+            a.today += 1
+        else:
+            for s in g.slots:   # (each slot's FEWEST_CONTACTS key)
+                s.today += 1
         p = c.project
         p.answered += 1
         if now - c.queued_at <= p.cfg.sl_target_seconds:
@@ -150,6 +172,8 @@ class Engine(Router):
         """The offer failed (declined, not answered, workplace unreachable): a miss of ``kind``;
         the contact goes to the next agent, this one back to READY (or logged out at the limit)."""
         a = self._agent(agent_id)
+        if a.group is not None:
+            a = self._slot(a, contact_id, MISS_INPUT[kind])
         transition(a.state, MISS_INPUT[kind], a.id)
         self._offered(a, contact_id)
         self._now = now
@@ -160,13 +184,15 @@ class Engine(Router):
     def end_contact(self, agent_id: str, contact_id: str, now: float) -> list[Action]:
         """The contact ended: WRAP_UP for the project's ``wrap_up_seconds`` (0: straight on)."""
         a = self._agent(agent_id)
+        if a.group is not None:
+            a = self._slot(a, contact_id, I.CALL_END)
         _, nxt = transition(a.state, I.CALL_END, a.id)
         c = a.contact
         if c is None or c.id != contact_id:
             raise EngineError(f"agent {a.id} is not working on contact {contact_id}")
         self._now = now
         out: list[Action] = []
-        a.contact = None
+        a.contact, a.chan = None, c.queue.channel
         self._forget(c, ContactState.ENDED, "ended", now, out)
         self._set(a, nxt, "contact ended", now, out)
         wrap = c.project.cfg.wrap_up_seconds
@@ -178,8 +204,11 @@ class Engine(Router):
         return out
 
     def end_wrap_up(self, agent_id: str, now: float) -> list[Action]:
-        """The agent finished wrap-up early: READY, or what he chose meanwhile."""
+        """The agent finished wrap-up early: READY, or what he chose meanwhile. (Several contacts: the
+        wrap-up of every one in wrap-up.)"""
         a = self._agent(agent_id)
+        if a.group is not None:
+            return self._g_end_wrap_ups(a, now)
         self._now = now
         out: list[Action] = []
         self._end_wrap_up(a, "wrap-up done", now, out)   # its table lookup rejects other states
@@ -222,10 +251,10 @@ class Engine(Router):
         cfg = p.cfg
         if cfg.strategy is Strategy.PREFERRED_AGENT and contact.preferred_agent is not None:
             a = self._agents.get(contact.preferred_agent)
-            if (a is not None and a.state is not A.LOGGED_OUT and p in a.projects
-                    and a.profile.handles(contact.channel)):
-                if a.state is A.READY and not c.queue.paused:
-                    self._offer(c, a, now, out)
+            if a is not None and self._present(a) and p in a.projects and a.profile.handles(contact.channel):
+                s = None if c.queue.paused else self._ready_slot(a, contact.channel)
+                if s is not None:
+                    self._offer(c, s, now, out)
                     return out
                 if cfg.preferred_fallback_seconds > 0:
                     c.held_for = a
@@ -271,7 +300,10 @@ class Engine(Router):
         self._forget(c, new, reason, now, out)
         if a is not None and nxt is not None:
             self._set(a, nxt, "offer cancelled", now, out)
-            self._free(a, now, out)
+            if a.group is None:
+                self._free(a, now, out)
+            else:
+                self._settle(a.group, now, out)
         return out
 
     # ==== time ====================================================================================
@@ -351,7 +383,8 @@ class Engine(Router):
         for q in changed:
             q.paused = not q.paused
         for a in {a for q in changed for a in q.project.agents if a.profile.handles(q.channel)}:
-            a.relist()
+            for s in self._slots_of(a):
+                s.relist()
         self._now = max(self._now, now)
         out: list[Action] = []
         if not paused:
@@ -388,13 +421,14 @@ class Engine(Router):
                 self._attach(a, pr)
         if old.strategy is not p.strategy or old.required_skills != p.required_skills:
             for q in pr.queues.values():   # rebuild, longest READY first
-                members = sorted((a for a in pr.agents if a.entry is not None and a.profile.handles(q.channel)),
-                                 key=lambda a: a.since)
+                members = sorted((s for a in pr.agents if a.profile.handles(q.channel) for s in self._slots_of(a)
+                                  if s.entry is not None and s.routes(q.channel)), key=lambda s: s.since)
                 q.ready = make_ready_set(pr)
-                for a in members:
-                    q.ready.add(a.entry, next(self._seq))  # type: ignore[arg-type]
+                for s in members:
+                    q.ready.add(s.entry, next(self._seq))  # type: ignore[arg-type]
             for a in pr.agents:
-                a.relist()
+                for s in self._slots_of(a):
+                    s.relist()
         mine = [c for c in self._contacts.values() if c.project is pr]
         if old.priority != p.priority:
             for c in mine:
@@ -419,7 +453,8 @@ class Engine(Router):
     def upsert_agent(self, a: AgentProfile, now: float | None = None) -> list[Action]:
         """Add an agent (LOGGED_OUT) or change his skills, languages or capacity: re-indexed now;
         a READY agent keeps his place in the queues he stays in, and takes a waiting contact at
-        once if a queue he newly qualifies for has one."""
+        once if a queue he newly qualifies for has one. A capacity change opens or retires extra
+        slots at once (a slot holding a contact is retired when it ends: nothing is taken away)."""
         now = self._now if now is None else now
         out: list[Action] = []
         rt = self._agents.get(a.id)
@@ -429,10 +464,18 @@ class Engine(Router):
             for pr in self._project_candidates(a):
                 if eligible(a, pr.cfg):
                     self._attach(rt, pr)
+            self._regroup(rt, now, out)
             return out
         old, rt.profile = rt.profile, a
         if old.skills == a.skills and old.languages == a.languages and old.capacity == a.capacity:
+            for s in self._slots_of(rt):
+                s.profile = a
             return out
+        g = rt.group
+        if g is not None:
+            for s in g.slots[1:]:   # extra slots re-enter READY afterwards (settle)
+                if s.entry is not None:
+                    s.unindex()
         self._key_agent(rt, add=False, skills=old.skills)
         self._key_agent(rt, add=True)
         new = {pr for pr in self._project_candidates(a) if eligible(a, pr.cfg)}
@@ -441,6 +484,7 @@ class Engine(Router):
         for pr in new - rt.projects:
             rt.projects.add(pr)
             pr.agents.add(rt)
+            pr.extra += len(g.slots) - 1 if g is not None else 0
             pr.set_limits()
         old_q = set(rt.queues)
         new_q = [q for pr in rt.projects for ch, q in pr.queues.items() if a.handles(ch)]
@@ -451,26 +495,32 @@ class Engine(Router):
             for q in rt.queues:
                 if q not in kept:
                     q.ready.purge(rt)
-                elif isinstance(q.ready, SkillReady) and old.skills != a.skills:
+                elif isinstance(q.ready, SkillReady) and old.skills != a.skills and rt.routes(q.channel):
                     q.ready.purge(rt)   # his key (the skill sum) may have changed
                     q.ready.add(e, next(self._seq))
             for q in added:
-                q.ready.add(e, next(self._seq))   # at the end of a FIFO: he is new there
+                if rt.routes(q.channel):
+                    q.ready.add(e, next(self._seq))   # at the end of a FIFO: he is new there
         rt.queues = new_q
         rt.relist()
         for c in sorted(rt.personal, key=held_order):   # held on a channel he no longer handles
             if c.queue not in kept:
                 self._unhold(c)
                 self._arrive(c, now, out)
-        if e is not None and any(q.waiting for q in added):
+        self._regroup(rt, now, out)
+        if e is not None and rt.entry is e and any(q.waiting for q in added):
             self._leave_ready(rt)
-            self._free(rt, now, out)
+            if rt.group is None:
+                self._free(rt, now, out)
+        if rt.group is not None:
+            self._settle(rt.group, now, out)
         return out
 
     def reset_day(self, now: float | None = None) -> None:
         """Start a new day: project counters and agents' contacts-today to zero."""
         for a in self._agents.values():
-            a.today = 0
+            for s in self._slots_of(a):
+                s.today = 0
         for pr in self._projects.values():
             pr.reset_counters()
             for q in pr.queues.values():
@@ -508,24 +558,33 @@ class Engine(Router):
         return out
 
     def _attach(self, a: AgentRt, pr: ProjectRt) -> None:
+        """``a`` qualifies for ``pr`` now; so do his extra slots (they share his queue list)."""
         a.projects.add(pr)
         pr.agents.add(a)
         qs: list[Queue] = [q for ch, q in pr.queues.items() if a.profile.handles(ch)]
+        slots = self._slots_of(a)
+        pr.extra += len(slots) - 1
         pr.set_limits()
         a.queues.extend(qs)
-        if a.entry is not None:
-            for q in qs:
-                q.ready.add(a.entry, next(self._seq))
-        a.relist()
+        for s in slots:
+            if s.entry is not None:
+                for q in qs:
+                    if s.routes(q.channel):
+                        q.ready.add(s.entry, next(self._seq))
+            s.relist()
 
     def _detach(self, a: AgentRt, pr: ProjectRt, now: float, out: list[Action]) -> None:
         a.projects.discard(pr)
         pr.agents.discard(a)
+        slots = self._slots_of(a)
+        pr.extra -= len(slots) - 1
         pr.set_limits()
-        if a.entry is not None:
-            for q in pr.queues.values():
-                q.ready.purge(a)
         a.queues = [q for q in a.queues if q.project is not pr]
-        a.relist()
+        for s in slots:
+            if s.entry is not None:
+                for q in pr.queues.values():
+                    q.ready.purge(s)
+            s.queues = a.queues
+            s.relist()
         self._release_held(a, pr, now, out)
 

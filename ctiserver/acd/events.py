@@ -105,10 +105,11 @@ class AgentView:
     workplace: str | None
     pending: str | None           # "not_ready" / "logout" waiting for the work to end
     pending_reason: str
-    contact_id: str | None        # the contact reserved, offered or being worked on
+    contact_id: str | None        # the contact reserved, offered or being worked on (the first of contact_ids)
     misses: dict[MissKind, int]   # consecutive misses per kind
     contacts_today: int
     projects: frozenset[str]      # projects he is eligible for (any channel he handles)
+    contact_ids: tuple[str, ...] = ()   # every contact reserved, offered or being worked on, in order of offer
 
 
 @dataclass(frozen=True, slots=True)

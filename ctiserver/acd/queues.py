@@ -12,6 +12,11 @@ rebuilt when they outnumber the live ones. ``waiting`` counts the live entries e
 
 READY agents: per queue, ordered by the project's strategy, with lazy deletion: see
 :mod:`ctiserver.acd.ready`. :meth:`AgentRt.index` is the hot loop that enters them.
+
+An :class:`AgentRt` is one *slot*: the state machine of :mod:`ctiserver.acd.agents` holding at most
+one contact. An agent whose capacity is at most 1 per channel is exactly one slot (``group`` None);
+an agent who may hold several chats or e-mails has extra slots, grouped by a
+:class:`ctiserver.acd.slots.Group` (see there).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from .ready import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from .slots import Group
+
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 _append = deque.append
@@ -51,11 +58,12 @@ _not = not_
 
 
 class AgentRt:
-    """One agent's runtime record."""
+    """One agent's runtime record, or one slot of a multi-capacity agent (``group`` set)."""
 
     __slots__ = ("id", "profile", "state", "reason", "since", "workplace", "pending", "pending_reason",
                  "contact", "misses", "today", "projects", "queues", "entry", "personal", "wrap_tok",
-                 "targets", "tidy", "skills", "dynamic", "rings", "heaps", "ticks")
+                 "targets", "tidy", "skills", "dynamic", "rings", "heaps", "ticks",
+                 "group", "only", "chan", "oseq", "retired")
 
     def __init__(self, profile: AgentProfile, now: float) -> None:
         self.id = profile.id
@@ -82,19 +90,35 @@ class AgentRt:
         self.ticks = 0
         self.rings: list[tuple[RingReady, int]] = []
         self.heaps: list[list[tuple[float, int, ContactRt]]] = []   # his queues' contact heaps
+        # several contacts at once (see ctiserver.acd.slots); single-slot agents keep the defaults
+        self.group: Group | None = None        # the agent's slots, when he has several
+        self.only: Channel | None = None        # routable for this channel only (None: all he handles)
+        self.chan: Channel | None = None        # channel of the contact held (kept through wrap-up)
+        self.oseq = 0                           # when it was offered (orders an agent's contacts)
+        self.retired = False                    # an extra slot the capacity no longer has: dropped when free
 
     @property
     def indexed(self) -> bool:
         """In the READY structure of every queue in ``queues``."""
         return self.entry is not None
 
+    def routes(self, ch: Channel) -> bool:
+        """May be routed contacts of ``ch`` now (among the channels his queues have)."""
+        return self.only is None or ch is self.only
+
     def relist(self) -> None:
-        """Call after ``queues``, his profile or a queue's READY structure changed (membership is
-        the caller's). Precomputes what :meth:`index` touches: the deques his entry is appended to
-        (FIFO queues, and his bucket of each BEST_SKILL queue: its key is static), the FEWEST
-        queues (key changes), his bit in each ring, the contact heaps of his queues."""
+        """Call after ``queues``, ``only``, his profile or a queue's READY structure changed
+        (membership is the caller's). Precomputes what :meth:`index` touches: the deques his entry
+        is appended to (FIFO queues, and his bucket of each BEST_SKILL queue: its key is static),
+        the FEWEST queues (key changes), his bit in each ring, the contact heaps of his queues.
+        A ring he leaves loses his bit now: its lazy check (``entry is not None``) cannot tell a
+        queue he left from one he is READY in."""
+        old_rings = self.rings
         self.targets, self.tidy, self.skills, self.dynamic, self.rings = [], [], [], [], []
+        only = self.only
         for q in self.queues:
+            if only is not None and q.channel is not only:
+                continue
             r = q.ready
             if type(r) is FifoReady:
                 self.targets.append(r)
@@ -109,7 +133,13 @@ class AgentRt:
             else:
                 assert type(r) is RingReady
                 self.rings.append((r, r.mask_of(self)))
-        self.heaps = [q.heap for q in self.queues if not q.paused]   # a paused queue gives nothing
+        # a paused queue gives nothing
+        self.heaps = [q.heap for q in self.queues if not q.paused and (only is None or q.channel is only)]
+        if old_rings:
+            kept = {g for g, _ in self.rings}
+            for g, m in old_rings:
+                if g not in kept:
+                    g.bits &= ~m
 
     def index(self, seq: int) -> None:
         """Enter the READY structure of each of his queues: the hot loop of an agent becoming free
@@ -277,12 +307,13 @@ class ProjectRt:
     """One project's configuration, queues, eligible agents and counters."""
 
     __slots__ = ("cfg", "id", "queues", "agents", "held", "key_skill", "entered", "offered", "answered",
-                 "answered_in_sl", "abandoned", "overflowed_out", "overflowed_in", "callbacks", "paused")
+                 "answered_in_sl", "abandoned", "overflowed_out", "overflowed_in", "callbacks", "paused", "extra")
 
     def __init__(self, cfg: Project, backlog: Backlog) -> None:
         self.cfg = cfg
         self.id = cfg.id
-        self.agents: set[AgentRt] = set()
+        self.agents: set[AgentRt] = set()      # eligible agents (their first slot)
+        self.extra = 0                         # extra slots of those agents (multi-capacity)
         self.held: dict[ContactRt, None] = {}    # contacts waiting for their preferred agent
         self.key_skill: str | None = None
         self.paused = False
@@ -290,9 +321,9 @@ class ProjectRt:
         self.reset_counters()
 
     def set_limits(self) -> None:
-        """Compaction thresholds of the READY structures, from the eligible agents (at most one
-        live entry each)."""
-        limit = 3 * len(self.agents) + 64
+        """Compaction thresholds of the READY structures, from the eligible agents' slots (at most
+        one live entry each)."""
+        limit = 3 * (len(self.agents) + self.extra) + 64
         for q in self.queues.values():
             q.ready.limit = limit
 

@@ -1,7 +1,8 @@
 """The engine's state, its routing decision and its read-only queries (base of :class:`Engine`).
 
 The decision is taken on every event, and it keeps one invariant — **no stall**: when a public
-call returns, no contact waits in a queue while an agent eligible for that queue is READY. It is
+call returns, no contact waits in a queue while an agent eligible for that queue has a READY slot
+routable for its channel (an agent who holds at most one contact is one slot: READY). It is
 enforced in exactly three places:
 
 * :meth:`Router._arrive` — a contact enters a queue (new, re-queued after a miss or a withdrawn
@@ -13,6 +14,11 @@ enforced in exactly three places:
   agent, else the best head over his queues (smallest score: priority with ageing, then arrival);
   only when all are empty is he indexed as READY.
 * :meth:`Router._match` — after a configuration change widened who qualifies for a project.
+
+An agent who may hold several contacts (``AgentRt.group``, :mod:`~ctiserver.acd.slots`) has one
+slot per contact he may hold; :meth:`Slots._settle` brings his free slots to READY (through
+``_free``) or parks them, after every change of his presence or of what he holds. The hot paths
+here only check ``group is None``.
 
 A contact held for its preferred agent waits for HIM alone (the invariant then applies to him)
 until the project's ``preferred_fallback_seconds`` pass; then it enters its queue via ``_arrive``.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .agents import AgentInput, AgentState, Effect, transition
 from .events import (
@@ -45,9 +52,13 @@ from .events import (
 from .model import Channel, ContactState, MissKind, NotFound
 from .queues import AgentRt, Backlog, ContactRt, ProjectRt, RingReady, score
 
+if TYPE_CHECKING:
+    from .slots import Group
+
 A, I, E = AgentState, AgentInput, Effect  # noqa: E741
 Q, OFFERED, ANSWERED = ContactState.QUEUED, ContactState.OFFERED, ContactState.ANSWERED
 MISS_INPUT = {MissKind.NO_ANSWER: I.NO_ANSWER, MissKind.REJECTED: I.REJECT, MissKind.UNREACHABLE: I.UNREACHABLE}
+HELD = frozenset({A.RESERVED, A.OFFERED, A.BUSY, A.WRAP_UP})   # a slot holding a contact (or its wrap-up)
 RING, WAIT, PREF, WRAP, ANN, CBO = 0, 1, 2, 3, 4, 5   # timer kinds
 Timer = tuple[float, int, int, object]   # (deadline, token, kind, ContactRt | AgentRt)
 _heappush = heapq.heappush
@@ -91,8 +102,8 @@ class Router:
 
     def _free(self, a: AgentRt, now: float, out: list[Action]) -> None:
         """``a`` just became READY (not yet indexed): give him work or index him."""
-        if a.personal:
-            held = [c for c in a.personal if not c.queue.paused]
+        if a.personal:   # (``only``: a slot of a multi-capacity agent takes his own channel's)
+            held = [c for c in a.personal if not c.queue.paused and (a.only is None or c.queue.channel is a.only)]
             if held:
                 c = min(held, key=held_order)
                 self._unhold(c)
@@ -114,9 +125,10 @@ class Router:
                 continue
             for c in sorted((c for c in p.held if c.queue is q), key=held_order):
                 a = c.held_for
-                if a is not None and a.entry is not None:   # READY: held while the queue was paused
+                s = None if a is None else self._ready_slot(a, q.channel)
+                if s is not None:   # READY: held while the queue was paused
                     self._unhold(c)
-                    self._offer(c, a, now, out)
+                    self._offer(c, s, now, out)
             while q.heap:
                 a = q.ready.first()
                 if a is None:
@@ -132,19 +144,30 @@ class Router:
         r = c.queue.ready
         if type(r) is RingReady:
             r.picked(a)
-        a.state, a.reason, a.since, a.contact = nxt, "offer", now, c
+        g = a.group
         c.state, c.agent = OFFERED, a
         p.offered += 1
         rt = p.cfg.ring_timeout
         c.ring_tok = tok = next(self._seq)
         _heappush(self._timers, (now + rt, tok, RING, c))
-        out.append(AgentStateChanged(a.id, A.READY, nxt, "offer", now))
+        if g is None:
+            a.state, a.reason, a.since, a.contact = nxt, "offer", now, c
+            out.append(AgentStateChanged(a.id, A.READY, nxt, "offer", now))
+        else:
+            woke = g.mode is None   # his first contact: his slots of its channel open up
+            a.contact, a.chan, a.oseq = c, c.queue.channel, tok
+            self._gset(a, nxt, "offer", now, out)
         out.append(ContactStateChanged(c.id, Q, OFFERED, "offer", now, a.id, p.id))
         out.append(Offer(a.id, c.id, rt))
+        if g is not None and woke:
+            self._settle(g, now, out)
 
     # ==== agent effects ===========================================================================
 
     def _set(self, a: AgentRt, new: AgentState, reason: str, now: float, out: list[Action]) -> None:
+        if a.group is not None:
+            self._gset(a, new, reason, now, out)
+            return
         out.append(AgentStateChanged(a.id, a.state, new, reason, now))
         a.state, a.reason, a.since = new, reason, now
 
@@ -153,6 +176,9 @@ class Router:
             a.unindex()
 
     def _miss(self, a: AgentRt, kind: MissKind, now: float, out: list[Action]) -> None:
+        if a.group is not None:
+            self._g_miss(a, kind, now, out)
+            return
         count = a.misses[kind] + 1
         limit = self._limits[kind]
         effect, nxt = transition(a.state, I.MISS_LIMIT if limit and count >= limit else MISS_INPUT[kind], a.id)
@@ -170,6 +196,9 @@ class Router:
             self._free(a, now, out)
 
     def _end_wrap_up(self, a: AgentRt, reason: str, now: float, out: list[Action]) -> None:
+        if a.group is not None:
+            self._g_end_wrap_up(a, reason, now, out)
+            return
         pending = a.pending
         inp = I.WRAP_UP_END if pending is None else (
             I.WRAP_UP_END_LOGOUT if pending == "logout" else I.WRAP_UP_END_NOT_READY)
@@ -183,6 +212,42 @@ class Router:
             self._free(a, now, out)
         elif nxt is A.LOGGED_OUT:
             self._logged_out(a, now, out)
+
+    # ---- multi-capacity agents (implemented by slots.Slots, which Engine derives from) -----------
+
+    def _gset(self, a: AgentRt, new: AgentState, reason: str, now: float, out: list[Action]) -> None:
+        raise NotImplementedError
+
+    def _g_miss(self, a: AgentRt, kind: MissKind, now: float, out: list[Action]) -> None:
+        raise NotImplementedError
+
+    def _g_end_wrap_up(self, a: AgentRt, reason: str, now: float, out: list[Action]) -> None:
+        raise NotImplementedError
+
+    def _settle(self, g: Group, now: float, out: list[Action]) -> None:
+        raise NotImplementedError
+
+    def _ready_slot(self, a: AgentRt, ch: Channel) -> AgentRt | None:
+        """A READY slot of agent ``a`` that may take a contact of ``ch`` now (``a`` itself when he
+        is one slot: READY)."""
+        g = a.group
+        if g is None:
+            return a if a.entry is not None else None
+        for s in g.slots:
+            if s.entry is not None and s.routes(ch):
+                return s
+        return None
+
+    @staticmethod
+    def _slots_of(a: AgentRt) -> tuple[AgentRt, ...]:
+        """His slots: himself, or his group's (first slot first)."""
+        g = a.group
+        return (a,) if g is None else tuple(g.slots)
+
+    def _present(self, a: AgentRt) -> bool:
+        """Logged in (whatever his slots hold)."""
+        g = a.group
+        return (a.state if g is None else g.presence) is not A.LOGGED_OUT
 
     def _logged_out(self, a: AgentRt, now: float, out: list[Action]) -> None:
         a.pending, a.pending_reason, a.workplace = None, "", None
@@ -319,16 +384,30 @@ class Router:
         return p
 
     def agent(self, agent_id: str) -> AgentView:
+        """His state; for an agent with several slots, the aggregate (docs/acd.md) and
+        ``contact_ids`` all the contacts he holds in order of offer (``contact_id`` the first)."""
         a = self._agent(agent_id)
-        return AgentView(a.id, a.state, a.reason, a.since, a.workplace, a.pending, a.pending_reason,
-                         a.contact.id if a.contact else None, dict(a.misses), a.today,
-                         frozenset(p.id for p in a.projects))
+        g = a.group
+        if g is None:
+            ids: tuple[str, ...] = (a.contact.id,) if a.contact else ()
+            state, reason, since = a.state, a.reason, a.since
+        else:
+            ids = g.contact_ids()
+            state, reason, since = g.state, g.reason, g.since
+        return AgentView(a.id, state, reason, since, a.workplace, a.pending, a.pending_reason,
+                         ids[0] if ids else None, dict(a.misses), a.today,
+                         frozenset(p.id for p in a.projects), ids)
 
     def brief(self, agent_id: str) -> tuple[AgentState, str, float, str | None, str | None, str | None]:
         """``(state, reason, since, contact_id, pending, workplace)``: what the hot paths need, without
-        building an :class:`AgentView`."""
+        building an :class:`AgentView` (the aggregate state and the first contact for an agent with
+        several slots)."""
         a = self._agent(agent_id)
-        return a.state, a.reason, a.since, a.contact.id if a.contact else None, a.pending, a.workplace
+        g = a.group
+        if g is None:
+            return a.state, a.reason, a.since, a.contact.id if a.contact else None, a.pending, a.workplace
+        ids = g.contact_ids()
+        return g.state, g.reason, g.since, ids[0] if ids else None, a.pending, a.workplace
 
     def agent_projects(self, agent_id: str) -> list[str]:
         """Ids of the projects the agent is eligible for, sorted."""
@@ -371,7 +450,8 @@ class Router:
     def project_stats(self, project_id: str) -> ProjectStats:
         p = self._project(project_id)
         waiting = self._waiting(p)
-        ready = sum(1 for a in p.agents if a.entry is not None)
+        ready = sum(1 for a in p.agents if a.entry is not None
+                    or (a.group is not None and any(s.entry is not None for s in a.group.slots)))
         left = p.answered + p.abandoned + p.overflowed_out + p.callbacks
         return ProjectStats(
             p.id, len(waiting), len(p.held), min((c.contact.enqueued_at for c in waiting), default=None),

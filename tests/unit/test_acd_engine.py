@@ -176,8 +176,10 @@ def test_channels_keep_voice_only_agents_off_chats() -> None:
         e.login(a, 0.0)
         e.ready(a, 1.0)
     assert offers(e.enqueue(contact("c1", channel=Channel.CHAT), 2.0)) == [("chat", "c1")]
-    assert e.enqueue(contact("c2", channel=Channel.CHAT), 2.0)[-1].new is CS.QUEUED
+    # capacity 3: a second chat goes to him too (test_acd_capacity.py has the rules)
+    assert offers(e.enqueue(contact("c2", channel=Channel.CHAT), 2.0)) == [("chat", "c2")]
     assert offers(e.enqueue(contact("c3"), 2.0)) == [("voice", "c3")]
+    assert e.enqueue(contact("c4"), 2.0)[-1].new is CS.QUEUED   # he holds chats: no voice for him
 
 
 # ==== offers that fail ============================================================================
@@ -425,6 +427,18 @@ def test_strategy_change_keeps_ready_agents() -> None:
     e.ready("a2", 1.0)
     e.upsert_project(project(strategy=Strategy.BEST_SKILL, required_skills={"x": 1}), now=2.0)
     assert offers(e.enqueue(contact("c1"), 3.0)) == [("a2", "c1")]
+
+
+def test_round_robin_forgets_an_agent_who_left_while_not_ready() -> None:
+    """His ring bit (cleared lazily) must not outlive his place in the queue: he left the project
+    while not READY, then became READY elsewhere; the ring once offered him its contact."""
+    e = world([project("rr", strategy=Strategy.ROUND_ROBIN, required_skills={"x": 1}), project("other")],
+              {"a1": {"x": 1}})
+    e.ready("a1", 0.0)
+    e.not_ready("a1", 1.0, "break")
+    e.upsert_agent(AgentProfile("a1", skills={}), now=2.0)
+    e.ready("a1", 3.0)
+    assert offers(e.enqueue(contact("c1", "rr"), 4.0)) == [] and e.waiting("rr") == ["c1"]
 
 
 # ==== errors ======================================================================================
