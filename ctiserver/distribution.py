@@ -356,7 +356,8 @@ class Distribution:
     def snapshot(self) -> dict:
         now = self.clock()
         agents = [{"agent": v.agent_id, "state": v.state.value, "reason": v.reason, "since": v.since,
-                   "contact": v.contact_id, "pending": v.pending, "contacts_today": v.contacts_today,
+                   "contact": v.contact_id, "contacts": list(v.contact_ids), "pending": v.pending,
+                   "contacts_today": v.contacts_today,
                    "misses": {k.value: n for k, n in v.misses.items()}} for v in self.engine.agents()]
         projects = []
         for pid in sorted({c for v in self.engine.agents() for c in v.projects} | self._project_ids()):
@@ -438,7 +439,7 @@ class Distribution:
         except AcdError as exc:
             raise _err(exc) from None
         return {"agent": name, "state": state.value, "reason": reason, "since": since, "contact": contact,
-                "pending": pending, "projects": projects}
+                "contacts": list(self.engine.contacts_of(name)), "pending": pending, "projects": projects}
 
     def _agent_op(self, fn: Callable[[Engine, str, float, dict], list[Action]]) -> Callable[[Connection, dict], dict]:
         def op(conn: Connection, args: dict) -> dict:

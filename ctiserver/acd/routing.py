@@ -409,6 +409,13 @@ class Router:
         ids = g.contact_ids()
         return g.state, g.reason, g.since, ids[0] if ids else None, a.pending, a.workplace
 
+    def contacts_of(self, agent_id: str) -> tuple[str, ...]:
+        """Every contact the agent holds (reserved, offered, worked on), in order of offer."""
+        a = self._agent(agent_id)
+        if a.group is None:
+            return (a.contact.id,) if a.contact else ()
+        return a.group.contact_ids()
+
     def agent_projects(self, agent_id: str) -> list[str]:
         """Ids of the projects the agent is eligible for, sorted."""
         return sorted(p.id for p in self._agent(agent_id).projects)

@@ -223,3 +223,29 @@ async def test_entry_rules_choose_the_project(core: Core) -> None:
     else:
         raise AssertionError("a contact no rule matches was queued")
     await admin.close()
+
+
+async def test_an_agent_with_chat_capacity_holds_several_chats(core: Core) -> None:
+    """Capacity per channel (ACD-1) through SimProt: three chats at once, the fourth waits."""
+    admin = await core.connected()
+    await configure(core, admin, [AGENT])
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    await pool.execute("""UPDATE cc.agents SET capacity = '{"voice": 1, "chat": 3}'
+                          WHERE account_id = (SELECT id FROM cc.accounts WHERE username = $1)""", AGENT)
+    await admin.request("acd.reload")
+    agent = await core.connected(AGENT, AGENT_PW)
+    await agent.request("agent.login", {})
+    await agent.request("agent.ready")
+    ids = [(await admin.request("contact.enqueue", {"project": "general", "channel": "chat"}))["contact"]
+           for _ in range(4)]
+    view = await agent.request("agent.status")
+    assert view["contacts"] == ids[:3] and view["contact"] == ids[0] and view["state"] == "offered"
+    assert (await admin.request("contact.status", {"contact": ids[3]}))["state"] == "queued"
+    for cid in ids[:3]:
+        await agent.request("agent.accept", {"contact": cid})
+    assert (await agent.request("agent.status"))["state"] == "busy"
+    await agent.request("agent.end", {"contact": ids[0]})   # wrap-up 30 s in this project: the slot stays taken
+    snap = await admin.request("acd.snapshot")
+    assert snap["agents"][0]["contacts"] == ids[1:3]
+    await agent.close()
+    await admin.close()
