@@ -386,22 +386,55 @@ class AccountStore:
 
 
 class WorkplaceStore:
-    """Workplaces (seats): a name, the phone extension there, its SIP URI and a location."""
+    """Workplaces (seats): a name, the phone extension there, its SIP URI and a location, and the
+    digest credentials its phone registers with (migration 0004).
+
+    Only the HA1s of a phone's SIP password are stored, H(extension:realm:password) in MD5 and
+    SHA-256 (RFC 7616 §3.4.2), never the password. The realm is the core's ``sip.realm``, passed by
+    the caller: changing the realm (or the extension) makes the stored HA1s useless, so the phones'
+    passwords must be set again. Views never carry the HA1s, only ``sip_auth`` (whether a phone
+    may register there).
+    """
+
+    _VIEW = ("id, name, extension, sip_uri, location, created_at,"
+             " (sip_ha1_md5 IS NOT NULL OR sip_ha1_sha256 IS NOT NULL) AS sip_auth")
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def add(self, name: str, extension: str, sip_uri: str = "", location: str = "") -> dict[str, Any]:
+    @staticmethod
+    def sip_ha1s(extension: str, realm: str, password: str) -> tuple[str, str]:
+        """(MD5, SHA-256) HA1 of ``extension:realm:password`` (UTF-8, as a phone hashes it)."""
+        a1 = f"{extension}:{realm}:{password}".encode()
+        return hashlib.md5(a1, usedforsecurity=False).hexdigest(), hashlib.sha256(a1).hexdigest()
+
+    @staticmethod
+    def _check_sip_password(password: object) -> str:
+        try:
+            check_password_policy(password)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise WorkplaceError("invalid", "sip_" + str(exc)) from None
+        assert isinstance(password, str)
+        return password
+
+    async def add(self, name: str, extension: str, sip_uri: str = "", location: str = "", *,
+                  sip_password: str | None = None, realm: str | None = None) -> dict[str, Any]:
+        """Add a workplace; with ``sip_password`` (and the core's ``realm``) its phone may register."""
         name = _check_text("name", name, _MAX_TEXT, required=True, error=WorkplaceError)
         if not isinstance(extension, str) or not _EXTENSION.fullmatch(extension):
             raise WorkplaceError("invalid", "extension: must be 1 to 32 characters of 0-9 A-Z a-z . + * # _ -")
         sip_uri = _check_text("sip_uri", sip_uri, _MAX_SIP_URI, error=WorkplaceError)
         location = _check_text("location", location, _MAX_TEXT, error=WorkplaceError)
+        md5 = sha256 = None
+        if sip_password is not None:
+            if not realm:
+                raise ValueError("a SIP password needs the realm the core runs with")
+            md5, sha256 = self.sip_ha1s(extension, realm, self._check_sip_password(sip_password))
         try:
             row = await self._pool.fetchrow(
-                "INSERT INTO cc.workplaces (name, extension, sip_uri, location) VALUES ($1, $2, $3, $4)"
-                " RETURNING id, name, extension, sip_uri, location, created_at",
-                name, extension, sip_uri, location,
+                "INSERT INTO cc.workplaces (name, extension, sip_uri, location, sip_ha1_md5, sip_ha1_sha256)"
+                f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {self._VIEW}",
+                name, extension, sip_uri, location, md5, sha256,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "workplaces_extension_key":
@@ -409,8 +442,28 @@ class WorkplaceStore:
             raise WorkplaceError("conflict", f"name: {name!r} already exists") from None
         return dict(row)
 
+    async def set_sip_password(self, name: str, password: str | None, *, realm: str) -> dict[str, Any]:
+        """Set (or, with None, clear) the SIP password of the phone at workplace ``name``.
+
+        The HA1s are computed from the workplace's extension read under the row lock, in the
+        transaction that stores them, so they always belong to the extension the row has."""
+        name = _check_text("name", name, _MAX_TEXT, required=True, error=WorkplaceError)
+        if password is not None:
+            password = self._check_sip_password(password)
+        if not realm:
+            raise ValueError("the realm the core runs with is required")
+        async with self._pool.acquire() as conn, conn.transaction():
+            extension = await conn.fetchval("SELECT extension FROM cc.workplaces WHERE name = $1 FOR UPDATE", name)
+            if extension is None:
+                raise WorkplaceError("not_found", f"name: no workplace {name!r}")
+            md5, sha256 = (None, None) if password is None else self.sip_ha1s(extension, realm, password)
+            row = await conn.fetchrow(
+                "UPDATE cc.workplaces SET sip_ha1_md5 = $2, sip_ha1_sha256 = $3 WHERE name = $1"
+                f" RETURNING {self._VIEW}",
+                name, md5, sha256,
+            )
+        return dict(row)
+
     async def list(self) -> list[dict[str, Any]]:
-        rows = await self._pool.fetch(
-            "SELECT id, name, extension, sip_uri, location, created_at FROM cc.workplaces ORDER BY name"
-        )
+        rows = await self._pool.fetch(f"SELECT {self._VIEW} FROM cc.workplaces ORDER BY name")
         return [dict(row) for row in rows]

@@ -103,6 +103,7 @@ class App:
             self.telephony = Telephony(s.sip, dist)
             self.sip_address = (s.sip.host, await self.telephony.start())
             dist.telephony = self.telephony
+            self.service.workplaces_changed = self.telephony.load_workplaces   # phones' credentials, URIs
             tel = self.telephony
             self.service.extend(tel.operations(), {"calls": "acd.supervise"},
                                 {"calls": lambda principal: tel.snapshot()})

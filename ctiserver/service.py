@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -214,6 +214,7 @@ class CoreService:
             Operation("accounts.enable", self.op_accounts_enable, "accounts.manage"),
             Operation("workplaces.list", self.op_workplaces_list, "workplaces.read"),
             Operation("workplaces.add", self.op_workplaces_add, "workplaces.manage"),
+            Operation("workplaces.set_sip_password", self.op_workplaces_set_sip_password, "workplaces.manage"),
             Operation("messages.send", self.op_messages_send, "messages.send"),
         ]
 
@@ -326,6 +327,22 @@ class CoreService:
                                                   "by": conn.principal.username})
         return {"username": target.username, "enabled": enabled}
 
+    # Set by whoever wires the core (the app) to reload what telephony knows of the workplaces
+    # (extensions and phone credentials) after workplaces.add / workplaces.set_sip_password.
+    workplaces_changed: Callable[[], Awaitable[None]] | None = None
+
+    async def _workplaces_changed(self) -> None:
+        if self.workplaces_changed is not None:
+            await self.workplaces_changed()
+
+    @staticmethod
+    def _sip_password_arg(args: dict) -> str | None:
+        value = args.get("sip_password")
+        if value is not None and (type(value) is not str or not value or len(value) > 1024):
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "sip_password: a string of 1..1024 characters",
+                               {"field": "sip_password"})
+        return value
+
     async def op_workplaces_list(self, conn: Connection, args: dict) -> dict:
         return {"workplaces": [plain(w) for w in await self.workplaces.list()]}
 
@@ -334,11 +351,28 @@ class CoreService:
         extension = _str_arg(args, "extension", max_len=32)
         sip_uri = _str_arg(args, "sip_uri", required=False)
         location = _str_arg(args, "location", required=False, max_len=64)
+        sip_password = self._sip_password_arg(args)
         try:
-            wp = plain(await self.workplaces.add(name, extension, sip_uri, location))
+            wp = plain(await self.workplaces.add(name, extension, sip_uri, location, sip_password=sip_password,
+                                                 realm=self.settings.sip.realm))
         except AccountError as exc:
             raise _account_call(exc) from None
+        await self._workplaces_changed()
         self.publish("admin", "workplace.created", {**wp, "by": conn.principal.username})
+        return wp
+
+    async def op_workplaces_set_sip_password(self, conn: Connection, args: dict) -> dict:
+        name = _str_arg(args, "name", max_len=64)
+        sip_password = self._sip_password_arg(args)   # nil or absent: the phone may no longer register
+        try:
+            wp = plain(await self.workplaces.set_sip_password(name, sip_password, realm=self.settings.sip.realm))
+        except AccountError as exc:
+            raise _account_call(exc) from None
+        await self._workplaces_changed()
+        log.info("workplace.sip_password", extra={"conn": conn.id, "workplace": wp["id"], "by": conn.principal.id,
+                                                  "sip_auth": wp["sip_auth"]})
+        self.publish("admin", "workplace.sip_password_changed", {"name": wp["name"], "sip_auth": wp["sip_auth"],
+                                                                 "by": conn.principal.username})
         return wp
 
     def op_messages_send(self, conn: Connection, args: dict) -> dict:

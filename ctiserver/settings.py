@@ -115,6 +115,7 @@ class SipSettings:
     advertise: str = ""              # host[:port] put in Via/Contact when it differs from host:port (NAT)
     trunk_peers: tuple[str, ...] = ("127.0.0.1",)   # addresses or networks (CIDR) allowed to call pilots
     realm: str = "ctiserver"         # digest realm for phones that REGISTER
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")   # offered to phones, in this order
     max_message: int = 65535         # bytes per SIP message
     rate_limit: float = 500.0        # requests per second per source address (burst: twice that)
     max_calls: int = 20_000          # calls in progress; beyond, new INVITEs get 503
@@ -396,6 +397,9 @@ def _validate_sip(sip: SipSettings, environment: str) -> None:
             raise ConfigError("sip.trunk_peers", f"expected an IP address or network, got {_short(entry)}") from None
     _require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", sip.realm)), "sip.realm",
              f"expected 1-63 letters, digits, '.', '_' or '-', got {_short(sip.realm)}")
+    _require(bool(sip.digest_algorithms) and all(a in ("SHA-256", "MD5") for a in sip.digest_algorithms)
+             and len(set(sip.digest_algorithms)) == len(sip.digest_algorithms), "sip.digest_algorithms",
+             f"expected SHA-256 and/or MD5, each once, got {list(sip.digest_algorithms)}")
     _bounds("sip.max_message", sip.max_message, 1500, 1 << 20)
     _positive("sip.rate_limit", sip.rate_limit)
     _bounds("sip.max_calls", sip.max_calls, 1)

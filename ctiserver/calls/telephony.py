@@ -19,6 +19,7 @@ that flat instead of recursive. Everything runs on the event loop; nothing block
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import deque
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from simprot.errors import ErrorCode, RequestError
 from simprot.server import Connection, Operation
 from sipcore.dialog import AckTimeout, Dialog, DialogError, ResponseKind, error_response
+from sipcore.digest import Algorithm
 from sipcore.endpoint import SipEndpoint
 from sipcore.headers import Method
 from sipcore.message import Request, Response, make_response
@@ -91,10 +93,12 @@ class Telephony:
         self.distribution = distribution
         self.control = CallControl()
         self.registrar = Registrar()
-        self.phones = PhoneRegistry(self.registrar, realm=settings.realm, workplace=self._workplace_by_extension)
+        self.phones = PhoneRegistry(self.registrar, realm=settings.realm, workplace=self._workplace_by_extension,
+                                    algorithms=tuple(Algorithm(a) for a in settings.digest_algorithms))
         self.trunk = TrunkPeers(settings.trunk_peers)
         self.limiter = RateLimiter(settings.rate_limit)
         self.endpoint: SipEndpoint | None = None
+        self._housekeeping: asyncio.TimerHandle | None = None
         self.sent_by = ""
         self.legs: dict[str, Leg] = {}
         self.workplaces: dict[str, dict[str, Any]] = {}   # workplace id (text) and name -> row
@@ -127,10 +131,23 @@ class Telephony:
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
         self.sent_by = self.settings.advertise or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         await self.load_workplaces()
+        self._housekeeping = self.endpoint.loop.call_later(30.0, self._housekeep)
         log.info("sip.listening", extra={"host": self.settings.host, "port": port})
         return port
 
+    def _housekeep(self) -> None:
+        """Every 30 s: expired registrations out, and legs of ended calls whose INVITE is over."""
+        assert self.endpoint is not None
+        self.registrar.expire(self.endpoint.now())
+        for key in [k for k, leg in self.legs.items() if leg.txn is not None and leg.txn.terminated
+                    and (leg.final or leg.ended) and k.split("/")[0] not in self.control.calls
+                    and k.split("/")[0] not in self.outbound.calls]:
+            del self.legs[key]
+        self._housekeeping = self.endpoint.loop.call_later(30.0, self._housekeep)
+
     async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if self.endpoint is not None:
             await self.endpoint.close()
 
