@@ -47,6 +47,7 @@ class CallState(enum.Enum):
     QUEUED = "queued"         # the caller hears ringback; no agent leg (or a failed one) yet
     OFFERING = "offering"     # an agent's phone is being called
     BRIDGING = "bridging"     # the phone answered (with an offer); re-INVITE to the caller under way
+    TRANSFERRING = "transferring"   # connected; the transfer target is being called (blind transfer)
     CONNECTED = "connected"   # caller and agent talk
     ENDED = "ended"
 
@@ -175,6 +176,8 @@ class Call:
     stale: set[str] = field(default_factory=set)   # agent legs we cancelled, whose outcome is moot
     ivr_leg: str | None = None             # the leg to the IVR (through-IVR calls only)
     enqueued: bool = False
+    transfer_leg: str | None = None        # the leg to a blind-transfer target, while it is set up
+    transferred: bool = False              # the caller now talks to a transfer target, not an agent
 
 
 class CallControl:
@@ -242,9 +245,13 @@ class CallControl:
         call = self._leg(leg)
         if leg != call.caller_leg:
             raise CallError(f"{leg} is not a caller leg")
-        if call.state is CallState.CONNECTED:
-            assert call.agent_leg is not None and call.agent_id is not None
-            return self._end(call, "caller_hangup", [Hangup(call.agent_leg), AcdEnd(call.agent_id, call.contact_id)])
+        if call.state is CallState.CONNECTED or call.state is CallState.TRANSFERRING:
+            done: list[Action] = [Hangup(call.agent_leg)] if call.agent_leg is not None else []
+            if call.transfer_leg is not None:
+                done.append(Hangup(call.transfer_leg))
+            if call.agent_id is not None:
+                done.append(AcdEnd(call.agent_id, call.contact_id))
+            return self._end(call, "caller_hangup", done)
         out: list[Action] = []
         if call.ivr_leg is not None:
             out.append(Hangup(call.ivr_leg))
@@ -289,7 +296,7 @@ class CallControl:
         """The ACD ended the contact on its own (overflowed with no target, ended from the agent's
         desktop): release whatever legs are up."""
         call = self.calls.get(contact_id)
-        if call is None:
+        if call is None or call.transferred:   # after a transfer the call goes on without the ACD
             return []
         out: list[Action] = []
         if call.ivr_leg is not None:
@@ -327,10 +334,62 @@ class CallControl:
         call.state = CallState.CONNECTED
         return [Answer(call.caller_leg, sdp), AcdAccept(call.agent_id, call.contact_id)]
 
+    # ---- blind transfer -------------------------------------------------------------------------
+    def transfer(self, contact_id: str, target: str) -> list[Action]:
+        """The agent hands the connected caller to ``target`` (blind): the target is called without
+        SDP; its offer goes to the caller in a re-INVITE; once the caller answered, the agent's leg
+        is released (the agent goes to wrap-up) and the caller talks to the target. If the target
+        fails, or the caller refuses, the caller stays with the agent."""
+        call = self._call(contact_id)
+        if call.state is not CallState.CONNECTED or call.agent_id is None:
+            raise CallError(f"call {contact_id} is {call.state.value}: only a connected call is transferred")
+        call.dials += 1
+        leg = f"{contact_id}/t{call.dials}"
+        call.state, call.transfer_leg = CallState.TRANSFERRING, leg
+        self._by_leg[leg] = call
+        return [Dial(leg, contact_id, "", target, call.caller, b"")]
+
+    def transfer_answered(self, leg: str, sdp: bytes) -> list[Action]:
+        call = self._by_leg.get(leg)
+        if call is None or leg != call.transfer_leg or call.state is not CallState.TRANSFERRING:
+            self._by_leg.pop(leg, None)
+            return [Hangup(leg)]
+        return [Reinvite(call.caller_leg, sdp)]
+
+    def transfer_failed(self, leg: str, status: int) -> list[Action]:
+        call = self._by_leg.pop(leg, None)
+        if call is None or leg != call.transfer_leg:
+            return []
+        call.transfer_leg = None
+        call.state = CallState.CONNECTED   # back with the agent
+        if call.agent_leg is None:          # ... who already left: nobody is there for the caller
+            return self._end(call, f"transfer_failed:{status}", [Hangup(call.caller_leg)])
+        return []
+
+    def transfer_hangup(self, leg: str) -> list[Action]:
+        """BYE from the transfer target: after the transfer it ends the call; before, it is a failure."""
+        call = self._by_leg.get(leg)
+        if call is None or leg != call.agent_leg or not call.transferred:
+            return self.transfer_failed(leg, 0)
+        return self._end(call, "target_hangup", [Hangup(call.caller_leg)])
+
     def caller_reinvite_answered(self, leg: str, sdp: bytes) -> list[Action]:
         """The caller's 200 to our re-INVITE: his answer goes to the phone in the ACK; the IVR
-        leg is released; the call is connected."""
+        leg is released; the call is connected. (For a transfer: to the target; the agent's leg
+        is released.)"""
         call = self._leg(leg)
+        if call.state is CallState.TRANSFERRING and leg == call.caller_leg and call.transfer_leg is not None:
+            old, agent = call.agent_leg, call.agent_id
+            if old is not None:
+                self._by_leg.pop(old, None)
+            call.agent_leg, call.transfer_leg, call.agent_id = call.transfer_leg, None, None
+            call.state, call.transferred = CallState.CONNECTED, True
+            out: list[Action] = [AckAnswer(call.agent_leg, sdp)]
+            if old is not None:
+                out.append(Hangup(old))
+            if agent is not None:
+                out.append(AcdEnd(agent, call.contact_id))
+            return out
         if call.state is not CallState.BRIDGING or leg != call.caller_leg:
             return []
         assert call.agent_leg is not None and call.agent_id is not None and call.ivr_leg is not None
@@ -340,8 +399,17 @@ class CallControl:
         return [AckAnswer(call.agent_leg, sdp), Hangup(ivr), AcdAccept(call.agent_id, call.contact_id)]
 
     def caller_reinvite_failed(self, leg: str, status: int) -> list[Action]:
-        """The caller refused our re-INVITE: the call cannot be bridged; everything is released."""
+        """The caller refused our re-INVITE: the call cannot be bridged; everything is released.
+        (For a transfer: the target's leg is released and the caller stays with the agent.)"""
         call = self._leg(leg)
+        if call.state is CallState.TRANSFERRING and leg == call.caller_leg and call.transfer_leg is not None:
+            target, call.transfer_leg = call.transfer_leg, None
+            self._by_leg.pop(target, None)
+            call.state = CallState.CONNECTED
+            if call.agent_leg is None:
+                return self._end(call, f"transfer_failed:{status}", [AckAnswer(target, b""), Hangup(target),
+                                                                     Hangup(call.caller_leg)])
+            return [AckAnswer(target, b""), Hangup(target)]
         if call.state is not CallState.BRIDGING or leg != call.caller_leg:
             return []
         assert call.agent_leg is not None
@@ -369,10 +437,16 @@ class CallControl:
     def agent_hangup(self, leg: str) -> list[Action]:
         """BYE from the agent's phone."""
         call = self._by_leg.get(leg)
-        if call is None or leg != call.agent_leg or call.state not in (CallState.CONNECTED, CallState.BRIDGING):
+        if call is None or leg != call.agent_leg or call.state not in (CallState.CONNECTED, CallState.BRIDGING,
+                                                                       CallState.TRANSFERRING):
             self._by_leg.pop(leg, None)
             return []
         assert call.agent_id is not None
+        if call.state is CallState.TRANSFERRING:   # a blind transfer: the agent may leave at once
+            agent = call.agent_id
+            self._by_leg.pop(leg, None)
+            call.agent_leg = call.agent_id = None
+            return [AcdEnd(agent, call.contact_id)]
         if call.state is CallState.BRIDGING:   # hung up before the bridge completed
             out: list[Action] = [Hangup(call.caller_leg)]
             if call.ivr_leg is not None:
@@ -388,6 +462,8 @@ class CallControl:
         self._by_leg.pop(call.caller_leg, None)
         if call.agent_leg is not None and call.agent_leg not in call.stale:
             self._by_leg.pop(call.agent_leg, None)
+        if call.transfer_leg is not None:
+            self._by_leg.pop(call.transfer_leg, None)
         if call.ivr_leg is not None:
             self._by_leg.pop(call.ivr_leg, None)
         out.append(CallEnded(call.contact_id, cause, connected))

@@ -15,13 +15,14 @@ from sipcore.uri import SipUri, parse_uri
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 SDP = "application/sdp"
 # what each kind of leg is in cc.call_legs
-HISTORY_KIND = {"caller": "caller", "agent": "agent", "ivr": "ivr", "out-phone": "agent", "customer": "customer"}
+HISTORY_KIND = {"caller": "caller", "agent": "agent", "ivr": "ivr", "out-phone": "agent", "customer": "customer",
+                "transfer": "customer"}
 
 
 @dataclass(slots=True, eq=False)
 class Leg:
     id: str
-    kind: str                                     # caller | agent | ivr | out-phone | customer
+    kind: str                                     # caller | agent | ivr | out-phone | customer | transfer
     txn: ServerTransaction | ClientTransaction    # the INVITE's transaction
     invite: Request
     peer: Peer

@@ -26,8 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from simprot.errors import ErrorCode, RequestError
-from simprot.server import Connection, Operation
+from simprot.server import Operation
 from sipcore.dialog import AckTimeout, Dialog, DialogError, ResponseKind, error_response
 from sipcore.digest import Algorithm
 from sipcore.endpoint import SipEndpoint
@@ -76,6 +75,7 @@ from .control import (
     Reject,
     Ring,
 )
+from .desktop import CallOps
 from .edge import DialPlan, RateLimiter, TrunkPeers
 from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite
 from .outbound import AcdOutbound, DialOut, OutboundCalls
@@ -118,6 +118,7 @@ class Telephony:
             "ivr": (c.ivr_failed, c.ivr_answered, c.ivr_hangup),
             "out-phone": (o.phone_failed, o.phone_answered, o.phone_hangup),
             "customer": (o.customer_failed, o.customer_answered, o.customer_hangup),
+            "transfer": (c.transfer_failed, c.transfer_answered, c.transfer_hangup),
         }
         server = lambda: distribution.server.publish if distribution.server is not None else None  # noqa: E731
         self.records = CallRecorder(distribution.history, distribution.account_ids.get, server,
@@ -221,33 +222,7 @@ class Telephony:
         return self.records.snapshot()
 
     def operations(self) -> list[Operation]:
-        """SimProt: ``calls.list`` (supervisors) and the agent's own outbound calls (OUT-4)."""
-        return [Operation("calls.list", lambda conn, args: self.snapshot(), "acd.supervise"),
-                Operation("call.dial", self.op_dial, "acd.agent"),
-                Operation("call.hangup", self.op_hangup, "acd.agent")]
-
-    def op_dial(self, conn: Connection, args: dict) -> dict:
-        number = args.get("number")
-        if type(number) is not str:
-            raise RequestError(ErrorCode.INVALID_ARGUMENT, "number: a string of digits", {"field": "number"})
-        try:
-            call = self.dial_out(conn.principal.username, number)
-        except CallError as exc:
-            raise RequestError(ErrorCode.INVALID_STATE, f"agent: {exc}", {"field": "agent"}) from None
-        except (ValueError, AcdError) as exc:
-            text = str(exc)
-            field = text.split(":", 1)[0] if text.split(":", 1)[0] in ("number", "agent") else "number"
-            code = ErrorCode.INVALID_STATE if field == "agent" else ErrorCode.INVALID_ARGUMENT
-            raise RequestError(code, text, {"field": field}) from None
-        return {"call": call, "state": "dialling", "number": number}
-
-    def op_hangup(self, conn: Connection, args: dict) -> dict:
-        call = args.get("call")
-        try:
-            self.hang_up_out(conn.principal.username, call if type(call) is str else "")
-        except CallError as exc:
-            raise RequestError(ErrorCode.NOT_FOUND, str(exc), {"field": "call"}) from None
-        return {"call": call, "state": "ended"}
+        return CallOps(self).operations()
 
     def is_call(self, contact_id: str) -> bool:
         return contact_id in self.control.calls
@@ -530,7 +505,9 @@ class Telephony:
                 self._respond(leg.txn, make_response(leg.invite, a.status, a.reason, to_tag=leg.tag), now)
                 self.records.leg_over(leg.id, a.status, "rejected")
         elif isinstance(a, Dial):
-            self._dial(a, "out-phone" if self.outbound.owns(a.leg) else "agent" if a.agent_id else "ivr", now)
+            kind = ("out-phone" if self.outbound.owns(a.leg) else "agent" if a.agent_id
+                    else "transfer" if "/t" in a.leg else "ivr")
+            self._dial(a, kind, now)
         elif isinstance(a, DialOut):
             self._dial(a, "customer", now)
         elif isinstance(a, AcdOutbound):

@@ -261,3 +261,37 @@ async def test_an_agent_calls_a_customer_out(sip_core: SipCore, tmp_path: Path) 
     assert (row["caller"], row["pilot"], row["connected"], row["cause"]) == (a1, "271004245", True, "agent_hangup")
     kinds = sorted(r["kind"] for r in await sip_core.pool.fetch("SELECT kind FROM cc.call_legs"))
     assert kinds == ["agent", "customer"]
+
+
+async def test_blind_transfer_from_the_desktop(sip_core: SipCore, tmp_path: Path) -> None:
+    """call.transfer: the target is called without SDP, its offer reaches the caller in a re-INVITE,
+    the caller's answer goes to the target in the ACK, the agent's phone gets BYE and the agent goes
+    to wrap-up; the caller then talks to the target until he hangs up."""
+    import dataclasses
+
+    [a1] = await sip_core.add_agents(1)
+    tel = sip_core.telephony
+    target_port = free_port()
+    tel.settings = dataclasses.replace(tel.settings, outbound_uri=f"sip:{{number}}@127.0.0.1:{target_port}")
+    agent_phone = await phone(sip_core, a1, None, tmp_path)
+    target = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(target_port), "-m", "1", cwd=tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path, "uac_bridged.xml")
+    await wait_for(lambda: any(c.state.value == "connected" for c in tel.control.calls.values()))
+    contact = next(iter(tel.control.calls))
+    desk = SimProtClient([f"127.0.0.1:{sip_core.app.simprot_address[1]}"], user=a1, password="agent-pass-1",
+                         reconnect=False)
+    await desk.connect()
+    try:
+        res = await desk.request("call.transfer", {"contact": contact, "number": "271004245"})
+        assert res["state"] == "transferring"
+        assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+        assert await agent_phone.wait(20) == 0, sipp_errors(tmp_path)   # released by our BYE
+        assert await target.wait(20) == 0, sipp_errors(tmp_path)        # talked, then got the BYE
+    finally:
+        await desk.close()
+    engine = sip_core.app.distribution.engine  # type: ignore[union-attr]
+    assert engine.agent(a1).state.value == "ready" and engine.agent(a1).contacts_today == 1
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    row = await sip_core.pool.fetchrow("SELECT connected, cause FROM cc.call_history")
+    assert (row["connected"], row["cause"]) == (True, "caller_hangup")

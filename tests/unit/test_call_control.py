@@ -207,3 +207,62 @@ def test_the_caller_refuses_the_bridge() -> None:
     assert cc.caller_reinvite_failed("in1", 488) == [
         AckAnswer("k1/1", b""), Hangup("k1/1"), Hangup("in1"), Hangup("k1/ivr"), AcdCancel("k1", "bridge_failed:488"),
         CallEnded("k1", "bridge_failed:488", False)]
+
+
+# ==== blind transfer ===================================================================================
+
+def connected(cc: CallControl) -> None:
+    queued(cc)
+    cc.offer("k1", "agent1", "sip:a@h")
+    cc.agent_answered("k1/1", SDP_B)
+
+
+def test_blind_transfer_to_a_number() -> None:
+    cc = CallControl()
+    connected(cc)
+    assert cc.transfer("k1", "sip:271004245@pbx") == [Dial("k1/t2", "k1", "", "sip:271004245@pbx", "420271004245",
+                                                            b"")]
+    assert cc.calls["k1"].state is CallState.TRANSFERRING
+    assert cc.transfer_answered("k1/t2", b"v=0 target") == [Reinvite("in1", b"v=0 target")]
+    assert cc.caller_reinvite_answered("in1", b"v=0 answer") == [AckAnswer("k1/t2", b"v=0 answer"), Hangup("k1/1"),
+                                                                 AcdEnd("agent1", "k1")]
+    call = cc.calls["k1"]
+    assert call.state is CallState.CONNECTED and call.transferred and call.agent_id is None
+    assert cc.transfer_hangup("k1/t2") == [Hangup("in1"), CallEnded("k1", "target_hangup", True)]
+
+
+def test_transfer_fails_and_the_caller_stays_with_the_agent() -> None:
+    cc = CallControl()
+    connected(cc)
+    cc.transfer("k1", "sip:x@pbx")
+    assert cc.transfer_failed("k1/t2", 486) == [] and cc.calls["k1"].state is CallState.CONNECTED
+    cc.transfer("k1", "sip:x@pbx")
+    cc.transfer_answered("k1/t3", b"v=0 t")
+    assert cc.caller_reinvite_failed("in1", 488) == [AckAnswer("k1/t3", b""), Hangup("k1/t3")]
+    assert cc.calls["k1"].agent_id == "agent1"
+    assert cc.caller_hangup("in1") == [Hangup("k1/1"), AcdEnd("agent1", "k1"), CallEnded("k1", "caller_hangup", True)]
+
+
+def test_the_agent_leaves_during_a_blind_transfer() -> None:
+    cc = CallControl()
+    connected(cc)
+    cc.transfer("k1", "sip:x@pbx")
+    assert cc.agent_hangup("k1/1") == [AcdEnd("agent1", "k1")]
+    assert cc.transfer_answered("k1/t2", b"v=0 t") == [Reinvite("in1", b"v=0 t")]
+    assert cc.caller_reinvite_answered("in1", b"a") == [AckAnswer("k1/t2", b"a")]
+    cc2 = CallControl()
+    connected(cc2)
+    cc2.transfer("k1", "sip:x@pbx")
+    cc2.agent_hangup("k1/1")
+    assert cc2.transfer_failed("k1/t2", 404) == [Hangup("in1"), CallEnded("k1", "transfer_failed:404", True)]
+    with pytest.raises(CallError):
+        CallControl().transfer("nope", "sip:x@pbx")
+
+
+def test_the_acd_ending_the_contact_after_a_transfer_leaves_the_call_up() -> None:
+    cc = CallControl()
+    connected(cc)
+    cc.transfer("k1", "sip:x@pbx")
+    cc.transfer_answered("k1/t2", b"v=0 t")
+    cc.caller_reinvite_answered("in1", b"a")
+    assert cc.acd_ended("k1", "ended") == [] and cc.calls["k1"].state is CallState.CONNECTED
