@@ -94,6 +94,13 @@ class AckAnswer(NamedTuple):
     sdp: bytes
 
 
+class Rehold(NamedTuple):
+    """Re-offer a connected leg the session it has, with every stream ``inactive`` (hold) or
+    ``sendrecv`` again (unhold); the adapter keeps what it last sent on each leg (RFC 3264 §8.4)."""
+    leg: str
+    hold: bool
+
+
 class Cancel(NamedTuple):
     """CANCEL the agent leg's INVITE (it has not been answered; a 200 that crosses it gets Hangup)."""
     leg: str
@@ -146,7 +153,7 @@ class CallEnded(NamedTuple):
     connected: bool
 
 
-Action = (Ring | Answer | Reject | Dial | Reinvite | AckAnswer | Cancel | Hangup | AcdEnqueue | AcdCancel
+Action = (Ring | Answer | Reject | Dial | Reinvite | AckAnswer | Rehold | Cancel | Hangup | AcdEnqueue | AcdCancel
           | AcdRinging | AcdAccept | AcdOfferFailed | AcdEnd | CallEnded)
 
 
@@ -178,6 +185,7 @@ class Call:
     enqueued: bool = False
     transfer_leg: str | None = None        # the leg to a blind-transfer target, while it is set up
     transferred: bool = False              # the caller now talks to a transfer target, not an agent
+    held: bool = False
 
 
 class CallControl:
@@ -334,6 +342,18 @@ class CallControl:
         call.state = CallState.CONNECTED
         return [Answer(call.caller_leg, sdp), AcdAccept(call.agent_id, call.contact_id)]
 
+    # ---- hold -----------------------------------------------------------------------------------
+    def hold(self, contact_id: str, on: bool) -> list[Action]:
+        """The agent puts the caller on hold (both sides stop sending: both legs get the session
+        re-offered ``inactive``) or takes him off it. Holding a held call changes nothing."""
+        call = self._call(contact_id)
+        if call.state is not CallState.CONNECTED or call.agent_leg is None or call.transferred:
+            raise CallError(f"call {contact_id} is {call.state.value}: only a connected call is held")
+        if call.held == on:
+            return []
+        call.held = on
+        return [Rehold(call.caller_leg, on), Rehold(call.agent_leg, on)]
+
     # ---- blind transfer -------------------------------------------------------------------------
     def transfer(self, contact_id: str, target: str) -> list[Action]:
         """The agent hands the connected caller to ``target`` (blind): the target is called without
@@ -341,8 +361,9 @@ class CallControl:
         is released (the agent goes to wrap-up) and the caller talks to the target. If the target
         fails, or the caller refuses, the caller stays with the agent."""
         call = self._call(contact_id)
-        if call.state is not CallState.CONNECTED or call.agent_id is None:
-            raise CallError(f"call {contact_id} is {call.state.value}: only a connected call is transferred")
+        if call.state is not CallState.CONNECTED or call.agent_id is None or call.held:
+            raise CallError(f"call {contact_id} is {call.state.value}{' (held)' if call.held else ''}: only a "
+                            "connected call that is not on hold is transferred")
         call.dials += 1
         leg = f"{contact_id}/t{call.dials}"
         call.state, call.transfer_leg = CallState.TRANSFERRING, leg

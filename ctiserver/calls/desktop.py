@@ -28,7 +28,27 @@ class CallOps:
         return [Operation("calls.list", lambda conn, args: self.tel.snapshot(), "acd.supervise"),
                 Operation("call.dial", self.op_dial, "acd.agent"),
                 Operation("call.hangup", self.op_hangup, "acd.agent"),
-                Operation("call.transfer", self.op_transfer, "acd.agent")]
+                Operation("call.transfer", self.op_transfer, "acd.agent"),
+                Operation("call.hold", self.op_hold, "acd.agent"),
+                Operation("call.unhold", self.op_unhold, "acd.agent")]
+
+    def op_hold(self, conn: Connection, args: dict) -> dict:
+        return self._hold(conn, args, True)
+
+    def op_unhold(self, conn: Connection, args: dict) -> dict:
+        return self._hold(conn, args, False)
+
+    def _hold(self, conn: Connection, args: dict, on: bool) -> dict:
+        contact = args.get("contact")
+        call = self.tel.control.calls.get(contact) if type(contact) is str else None
+        if call is None or call.agent_id != conn.principal.username:
+            raise RequestError(ErrorCode.NOT_FOUND, "contact: not a call of yours", {"field": "contact"})
+        try:
+            self.tel._perform(self.tel.control.hold(call.contact_id, on))
+        except CallError as exc:
+            raise RequestError(ErrorCode.INVALID_STATE, f"contact: {exc}", {"field": "contact"}) from None
+        self.tel._pump()
+        return {"contact": call.contact_id, "held": on}
 
     def op_transfer(self, conn: Connection, args: dict) -> dict:
         """Blind transfer of the agent's connected call to a number (through sip.outbound_uri)."""

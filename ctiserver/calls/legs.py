@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from sipcore.dialog import Dialog
 from sipcore.message import Request, Response
 from sipcore.net import Peer
+from sipcore.offer_answer import LocalMedia, build_answer, make_origin, stamp, with_direction
+from sipcore.sdp import Direction, SdpError, parse_sdp
 from sipcore.syntax import ParseError
 from sipcore.transaction import ClientTransaction, ServerTransaction, new_branch, new_tag
 from sipcore.uri import SipUri, parse_uri
@@ -32,6 +34,7 @@ class Leg:
     final: bool = False                           # caller: we sent a final; others: we got one
     ended: bool = False
     pending_ok: tuple[Dialog, Response] | None = None   # a 200 with a late offer waiting for its ACK
+    sent_sdp: bytes = b""                         # the session description we last sent on this leg
 
 
 def build_invite(target: str, *, sent_by: str, caller: str, contact: str, sdp: bytes,
@@ -62,3 +65,20 @@ def build_invite(target: str, *, sent_by: str, caller: str, contact: str, sdp: b
         ("X-Contact-Id", call),
     ], body=sdp)
     return req, peer, tag
+
+
+def held_offer(sent: bytes, hold: bool) -> bytes | None:
+    """What we last sent on a leg, re-offered with every stream inactive (hold) or sendrecv again,
+    the o= version bumped (RFC 3264 §8, §8.4); None when there is nothing to re-offer."""
+    if not sent:
+        return None
+    try:
+        before = parse_sdp(sent)
+    except SdpError:
+        return None
+    return stamp(before, with_direction(before, Direction.INACTIVE if hold else Direction.SENDRECV)).to_bytes()
+
+
+def test_answer(offer: bytes, host: str) -> bytes:
+    """The test pilot's answer to an offer (PCMU/PCMA/telephone-event at ``host``); SdpError if none."""
+    return build_answer(parse_sdp(offer), LocalMedia(address=host, port=40000), make_origin(host, 1)).sdp.to_bytes()

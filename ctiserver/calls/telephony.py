@@ -33,7 +33,6 @@ from sipcore.endpoint import SipEndpoint
 from sipcore.headers import Method
 from sipcore.message import Request, Response, make_response
 from sipcore.net import Peer
-from sipcore.offer_answer import LocalMedia, build_answer, make_origin
 from sipcore.registrar import Registrar
 from sipcore.sdp import SdpError, parse_sdp
 from sipcore.syntax import MessageLimits, ParseError
@@ -71,13 +70,14 @@ from .control import (
     Cancel,
     Dial,
     Hangup,
+    Rehold,
     Reinvite,
     Reject,
     Ring,
 )
 from .desktop import CallOps
 from .edge import DialPlan, RateLimiter, TrunkPeers
-from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite
+from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite, held_offer, test_answer
 from .outbound import AcdOutbound, DialOut, OutboundCalls
 from .records import CallRecorder
 from .registration import PhoneRegistry
@@ -371,9 +371,7 @@ class Telephony:
         """The test pilot: the core answers by itself (a plain UAS), to check a trunk or measure the
         SIP stack without the ACD. The caller hangs up when he likes (BYE gets 200)."""
         try:
-            offer = parse_sdp(req.body)
-            host = self.sent_by.rsplit(":", 1)[0].strip("[]")
-            answer = build_answer(offer, LocalMedia(address=host, port=40000), make_origin(host, 1)).sdp.to_bytes()
+            answer = test_answer(req.body, self.sent_by.rsplit(":", 1)[0].strip("[]"))
         except SdpError as exc:
             self._respond(txn, make_response(req, exc.status, str(exc)[:100], to_tag=tag), now)
             return
@@ -403,8 +401,13 @@ class Telephony:
         assert self.endpoint is not None
         dr = self.endpoint.dialogs.receive_response(resp, txn, now)
         leg = txn.context if txn is not None else None
-        if isinstance(leg, tuple) and resp.status >= 200:   # ("reinvite", caller leg): the bridge
-            self._reinvite_answered(leg[1], resp, dr)
+        if isinstance(leg, tuple) and resp.status >= 200:   # ("reinvite" | "rehold", leg)
+            if leg[0] == "reinvite":   # the bridge
+                self._reinvite_answered(leg[1], resp, dr)
+            elif 200 <= resp.status < 300 and dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog:
+                self._ack(dr.dialog, resp)
+            elif resp.status >= 300:
+                log.warning("sip.hold_refused", extra={"leg": leg[1].id, "status": resp.status})
             return
         if not isinstance(leg, Leg) or resp.cseq.method != Method.INVITE:
             if dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog is not None:
@@ -450,6 +453,23 @@ class Telephony:
         else:
             self._perform(self._safe(self.control.caller_reinvite_failed, caller_leg.id, resp.status))
 
+    def _rehold(self, leg: Leg, on: bool, now: float) -> None:
+        """Re-offer the leg what we last sent it, every stream inactive (hold) or sendrecv, with the
+        o= version bumped (RFC 3264 §8)."""
+        assert self.endpoint is not None
+        new = held_offer(leg.sent_sdp, on)
+        if leg.dialog is None or new is None:
+            return
+        req = leg.dialog.new_request("INVITE", transport=leg.peer.transport.upper(), sent_by=self.sent_by, body=new,
+                                     content_type=SDP)
+        try:
+            txn = self.endpoint.dialogs.send_request(leg.dialog, req, self._peer_of(leg.dialog), now)
+        except DialogError as exc:   # an INVITE is in progress on it: glare; the agent may try again
+            log.warning("sip.hold_refused", extra={"leg": leg.id, "reason": str(exc)})
+            return
+        txn.context = ("rehold", leg)
+        leg.sent_sdp = new
+
     def _ack(self, dialog: Dialog, resp: Response, body: bytes = b"") -> None:
         assert self.endpoint is not None
         transport = dialog.context.peer.transport if isinstance(dialog.context, Leg) else "udp"
@@ -488,6 +508,7 @@ class Telephony:
         elif isinstance(a, Answer):
             if leg is not None and not leg.final:
                 leg.final = True
+                leg.sent_sdp = a.sdp
                 resp = make_response(leg.invite, 200, to_tag=leg.tag, headers=[("Contact", self._contact()),
                                                                                ("Content-Type", SDP)], body=a.sdp)
                 assert isinstance(leg.txn, ServerTransaction)
@@ -533,10 +554,15 @@ class Telephony:
                                              content_type=SDP)
                 txn = self.endpoint.dialogs.send_request(leg.dialog, req, self._peer_of(leg.dialog), now)
                 txn.context = ("reinvite", leg)
+                leg.sent_sdp = a.sdp
+        elif isinstance(a, Rehold):
+            if leg is not None:
+                self._rehold(leg, a.hold, now)
         elif isinstance(a, AckAnswer):
             if leg is not None and leg.pending_ok is not None:
                 self._ack(*leg.pending_ok, body=a.sdp)
                 leg.pending_ok = None
+                leg.sent_sdp = a.sdp
                 call = self.control.calls.get(a.leg.split("/")[0])
                 if call is not None and call.state.value == "connected":
                     self.records.connected(call.contact_id, call.caller_leg, call.agent_id)
@@ -623,6 +649,7 @@ class Telephony:
             self._perform(self._handlers[kind][0](a.leg, 404))
             return
         leg = Leg(a.leg, kind, None, req, peer, tag)  # type: ignore[arg-type]
+        leg.sent_sdp = a.sdp
         self.legs[a.leg] = leg
         try:
             leg.txn = self.endpoint.layer.request(req, peer, now)

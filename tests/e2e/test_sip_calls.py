@@ -295,3 +295,41 @@ async def test_blind_transfer_from_the_desktop(sip_core: SipCore, tmp_path: Path
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     row = await sip_core.pool.fetchrow("SELECT connected, cause FROM cc.call_history")
     assert (row["connected"], row["cause"]) == (True, "caller_hangup")
+
+
+async def test_hold_and_unhold_from_the_desktop(sip_core: SipCore, tmp_path: Path) -> None:
+    """call.hold / call.unhold: both legs get the session they have re-offered, inactive and then
+    sendrecv again, with the o= version going up each time (RFC 3264 §8, §8.4)."""
+    from simprot.errors import ErrorCode, RequestError
+
+    [a1] = await sip_core.add_agents(1)
+    agent_phone = await phone(sip_core, a1, "uas_held.xml", tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path, "uac_held.xml")
+    tel = sip_core.telephony
+    await wait_for(lambda: any(c.state.value == "connected" for c in tel.control.calls.values()))
+    contact = next(iter(tel.control.calls))
+    desk = SimProtClient([f"127.0.0.1:{sip_core.app.simprot_address[1]}"], user=a1, password="agent-pass-1",
+                         reconnect=False)
+    await desk.connect()
+    try:
+        assert await desk.request("call.hold", {"contact": contact}) == {"contact": contact, "held": True}
+        with pytest.raises(RequestError) as err:   # no transfer while held
+            await desk.request("call.transfer", {"contact": contact, "number": "271004245"})
+        assert err.value.code in (ErrorCode.INVALID_STATE, ErrorCode.INVALID_ARGUMENT)
+        await asyncio.sleep(0.3)
+        assert await desk.request("call.unhold", {"contact": contact}) == {"contact": contact, "held": False}
+        assert await caller.wait(60) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+        assert await agent_phone.wait(20) == 0, sipp_errors(tmp_path)
+    finally:
+        await desk.close()
+    for name, first in (("uac_held", 0), ("uas_held", 1)):   # the phone also got the first INVITE
+        [log] = tmp_path.glob(f"{name}_*_messages.log")
+        got = [m.split(":\n", 1)[1].strip() for m in log.read_text(errors="replace").split("message received")[1:]]
+        reinvites = [m for m in got if m.startswith("INVITE sip:")][first:]
+        assert len(reinvites) == 2, (name, got)
+        hold, resume = reinvites
+        assert "a=inactive" in hold and "a=sendrecv" in resume and "a=inactive" not in resume, name
+        version = [int(next(line for line in m.splitlines() if line.startswith("o=")).split()[2])
+                   for m in reinvites]
+        assert version[1] == version[0] + 1, (name, version)   # RFC 3264 §8: each change bumps o=

@@ -21,6 +21,7 @@ from ctiserver.calls.control import (
     Cancel,
     Dial,
     Hangup,
+    Rehold,
     Reinvite,
     Reject,
     Ring,
@@ -266,3 +267,16 @@ def test_the_acd_ending_the_contact_after_a_transfer_leaves_the_call_up() -> Non
     cc.transfer_answered("k1/t2", b"v=0 t")
     cc.caller_reinvite_answered("in1", b"a")
     assert cc.acd_ended("k1", "ended") == [] and cc.calls["k1"].state is CallState.CONNECTED
+
+
+def test_hold_and_unhold_reoffer_both_legs() -> None:
+    cc = CallControl()
+    connected(cc)
+    assert cc.hold("k1", True) == [Rehold("in1", True), Rehold("k1/1", True)]
+    assert cc.hold("k1", True) == []                       # already held
+    with pytest.raises(CallError):
+        cc.transfer("k1", "sip:x@pbx")                      # not while held
+    assert cc.hold("k1", False) == [Rehold("in1", False), Rehold("k1/1", False)]
+    queued(cc, "k2")
+    with pytest.raises(CallError):
+        cc.hold("k2", True)                                 # not connected
