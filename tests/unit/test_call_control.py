@@ -277,6 +277,6 @@ def test_hold_and_unhold_reoffer_both_legs() -> None:
     with pytest.raises(CallError):
         cc.transfer("k1", "sip:x@pbx")                      # not while held
     assert cc.hold("k1", False) == [Rehold("in1", False), Rehold("k1/1", False)]
-    queued(cc, "k2")
+    cc.caller_invite("k2", "in2", "1", "200", SDP_A)
     with pytest.raises(CallError):
         cc.hold("k2", True)                                 # not connected
