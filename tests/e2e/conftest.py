@@ -127,13 +127,30 @@ class Proc:
             self.out, self.err = await self.proc.communicate()
 
 
+_RUNNING: list[Proc] = []
+
+
+@pytest.fixture(autouse=True)
+async def _no_stray_peers() -> AsyncIterator[None]:
+    """Every sipp a test started is gone when it ends, passed or failed (none outlives its test)."""
+    yield
+    while _RUNNING:
+        await _RUNNING.pop().stop()
+
+
 async def sipp(*args: str, cwd: Path) -> Proc:
-    """Start sipp with ``args`` (no stdin, errors traced into ``cwd``)."""
+    """Start sipp with ``args`` (no stdin, errors and messages traced into ``cwd``); it stops by
+    itself after 60 s at most (``-timeout``, unless ``args`` set one) and is killed at the end of
+    the test anyway."""
     assert SIPP is not None
     argv = [SIPP, *args, "-nostdin", "-trace_err", "-trace_msg"]
+    if "-timeout" not in args:
+        argv += ["-timeout", "60s"]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
-    return Proc(proc, argv)
+    running = Proc(proc, argv)
+    _RUNNING.append(running)
+    return running
 
 
 def sipp_errors(cwd: Path) -> str:
