@@ -122,6 +122,10 @@ class App:
         # sight, so the garbage collections that request traffic triggers stay short
         gc.collect()
         gc.freeze()
+        # a call leaves tens of objects behind for a while (transactions wait out their timers):
+        # collect the young generation every 50,000 allocations instead of every 700, and the old
+        # one rarely; measured on the SIP path, 93 -> 60 us per INVITE (cycles are broken by hand)
+        gc.set_threshold(50_000, 20, 100)
         log.info("ctiserver.ready", extra={"simprot": "{}:{}".format(*self.simprot_address),
                                            "http": "{}:{}".format(*self.http_address), "embedded_db": self.db.embedded})
 

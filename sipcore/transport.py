@@ -189,6 +189,8 @@ class SipTransport:
         try:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):   # bursts and loop pauses (TransportLimits)
+                sock.setsockopt(socket.SOL_SOCKET, option, self.limits.udp_buffer)
             sock.bind((host, port))
             sock.setblocking(False)
             _, endpoint = await self.loop.create_datagram_endpoint(lambda: _UdpEndpoint(self, family), sock=sock)

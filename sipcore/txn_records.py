@@ -29,14 +29,35 @@ _INVITE, _ACK, _CANCEL = Method.INVITE, Method.ACK, Method.CANCEL
 _TERMINATED = TxnState.TERMINATED
 
 
+class _RandomHex:
+    """Hex digits from the OS's CSPRNG, read 4 KiB at a time: a branch or tag per message must not
+    cost a system call each (it was ~5 % of a B2BUA's time at 500 calls/s)."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._pos = 0
+
+    def take(self, digits: int) -> str:
+        pos = self._pos
+        if pos + digits > len(self._buf):
+            self._buf, pos = secrets.token_hex(2048), 0
+        self._pos = pos + digits
+        return self._buf[pos:pos + digits]
+
+
+_hex = _RandomHex().take
+
+
 def new_branch() -> str:
     """A fresh branch parameter: the magic cookie and 64 random bits (§8.1.1.7)."""
-    return COOKIE + secrets.token_hex(8)
+    return COOKIE + _hex(16)
 
 
 def new_tag() -> str:
     """A fresh From/To tag: 48 random bits (§19.3 wants at least 32)."""
-    return secrets.token_hex(6)
+    return _hex(12)
 
 
 class TransactionLimitError(TransactionError):

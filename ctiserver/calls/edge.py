@@ -22,15 +22,23 @@ from collections.abc import Iterable
 
 
 class TrunkPeers:
-    def __init__(self, entries: Iterable[str]) -> None:
+    def __init__(self, entries: Iterable[str], max_cached: int = 10_000) -> None:
         self._nets = [ipaddress.ip_network(e, strict=False) for e in entries]
+        self._seen: dict[str, bool] = {}   # source address -> admitted (parsing one costs microseconds)
+        self._max = max_cached
 
     def admits(self, host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._nets if net.version == addr.version)
+        ok = self._seen.get(host)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(host)
+                ok = any(addr in net for net in self._nets if net.version == addr.version)
+            except ValueError:
+                ok = False
+            if len(self._seen) >= self._max:
+                self._seen.clear()
+            self._seen[host] = ok
+        return ok
 
 
 class RateLimiter:

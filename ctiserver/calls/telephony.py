@@ -45,6 +45,7 @@ from sipcore.transaction import (
     ServerTransaction,
     StrayResponse,
     TransactionError,
+    TransactionTerminated,
     TransactionTimeout,
     TransportFailed,
     new_tag,
@@ -143,8 +144,18 @@ class Telephony:
         for key in [k for k, leg in self.legs.items() if leg.txn is not None and leg.txn.terminated
                     and (leg.final or leg.ended) and k.split("/")[0] not in self.control.calls
                     and k.split("/")[0] not in self.outbound.calls]:
-            del self.legs[key]
+            self._forget(self.legs.pop(key))
         self._housekeeping = self.endpoint.loop.call_later(30.0, self._housekeep)
+
+    @staticmethod
+    def _forget(leg: Leg) -> None:
+        """Break the leg <-> transaction <-> dialog cycles, so reference counting frees them at once
+        instead of the cyclic collector (whose full passes paused the loop for tens of ms)."""
+        if leg.txn is not None and leg.txn.context is leg:
+            leg.txn.context = None
+        if leg.dialog is not None and leg.dialog.context is leg:
+            leg.dialog.context = None
+        leg.dialog = leg.pending_ok = None
 
     async def close(self) -> None:
         if self._housekeeping is not None:
@@ -252,6 +263,8 @@ class Telephony:
             leg = ev.dialog.context
             if isinstance(leg, Leg) and leg.kind == "caller":
                 self._perform(self._safe(self.control.caller_hangup, leg.id))
+        elif isinstance(ev, TransactionTerminated):
+            ev.transaction.context = None   # nothing comes for it any more: no leg <-> txn cycle left
         elif isinstance(ev, Overloaded):
             assert self.endpoint is not None
             self.endpoint.layer.send(make_response(ev.request, 503, headers=[("Retry-After", "5")]), ev.peer)
@@ -590,8 +603,12 @@ class Telephony:
             log.info("sip.call_ended", extra={"call": a.contact_id, "cause": a.cause, "connected": a.connected})
             self.records.call_ended(a.contact_id, a.cause, a.connected)
             for key in [k for k in self.legs if k == a.contact_id or k.startswith(a.contact_id + "/")]:
-                if self.legs[key].final or self.legs[key].ended:
-                    del self.legs[key]
+                leg = self.legs[key]
+                if (leg.final or leg.ended) and leg.pending_ok is None and (leg.dialog is None or leg.ended):
+                    del self.legs[key]   # its transaction may still get a late final: txn.context stays
+                    if leg.dialog is not None and leg.dialog.context is leg:
+                        leg.dialog.context = None   # break the cycle (see _forget)
+                    leg.dialog = None
 
     # ---- outbound calls (OUT-4) ---------------------------------------------------------------
     def dial_out(self, agent_id: str, number: str) -> str:
