@@ -188,3 +188,43 @@ async def test_ctictl_gives_a_workplace_a_sip_password_and_baresip_registers_wit
     assert "NOT_FOUND: name: no workplace 'ws-404'" in missing["stderr"]
     short = await ctictl(sip_core, "workplaces", "sip-password", "ws-9", sip_password="short", rc=1)
     assert "INVALID_ARGUMENT: sip_password: must be at least" in short["stderr"]
+
+
+async def test_baresip_calls_through_the_ivr_and_is_bridged_to_the_agent_by_reinvite(sip_core: SipCore,
+                                                                                      tmp_path: Path) -> None:
+    """Pilot 100: baresip talks to the IVR (a sipp uas) first; when the agent is ready the core moves
+    it to the agent's phone with a re-INVITE carrying the phone's offer (RFC 3725), and baresip, a
+    real softphone, accepts it; the IVR leg is released."""
+    import dataclasses
+
+    [agent] = await sip_core.add_agents(1)
+    await sip_core.pool.execute("INSERT INTO cc.entry_rules (position, pilot, project) VALUES (2, '100', 'general')")
+    assert sip_core.app.distribution is not None
+    await sip_core.app.distribution.load_config()
+    tel = sip_core.telephony
+    ivr_port = free_port()
+    tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:ivr@127.0.0.1:{ivr_port}")
+    sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")
+    ivr = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(ivr_port), "-m", "1", cwd=tmp_path)
+    agent_phone = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(sip_core.phones[agent]), "-m", "1",
+                             cwd=tmp_path)
+    await asyncio.sleep(0.3)
+    async with await Baresip.start(tmp_path / "caller", ["<sip:caller@127.0.0.1>;regint=0"], seconds=18) as caller:
+        await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
+        await caller.wait_event("CALL_ESTABLISHED", 5)                  # answered by the IVR
+        assert [c.state.value for c in tel.control.calls.values()] == ["ivr"]
+        sip_core.app.distribution.engine_input(lambda e, t: e.ready(agent, t), "test")
+        for _ in range(100):                                           # the re-INVITE bridge
+            if [c.state.value for c in tel.control.calls.values()] == ["connected"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [c.state.value for c in tel.control.calls.values()] == ["connected"], caller.tail()
+        assert await ivr.wait(8) == 0, (sipp_errors(tmp_path), caller.tail())   # the IVR leg got our BYE
+        await asyncio.sleep(0.5)
+        await caller.command("hangup")
+        await caller.wait_event("CALL_CLOSED", 5)
+        assert await agent_phone.wait(8) == 0, (sipp_errors(tmp_path), caller.tail())
+    assert tel.stats["answered"] == 1
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    kinds = sorted(r["kind"] for r in await sip_core.pool.fetch("SELECT kind FROM cc.call_legs"))
+    assert kinds == ["agent", "caller", "ivr"]
