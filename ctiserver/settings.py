@@ -124,6 +124,8 @@ class SipSettings:
     ivr_uri: str = ""                # the IVR (any SIP UAS): calls to ivr_pilots go there first; "" = none
     ivr_pilots: tuple[str, ...] = ("100",)
     outbound_uri: str = ""           # agents' outbound calls: "sip:{number}@pbx-address"; "" = not allowed
+    keepalive: tuple[str, ...] = ()  # trunk peers pinged with OPTIONS: "udp:host:port" or "tcp:host:port"
+    keepalive_interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +411,11 @@ def _validate_sip(sip: SipSettings, environment: str) -> None:
              f"expected a sip: URI, got {_short(sip.ivr_uri)}")
     _require(not sip.outbound_uri or bool(re.fullmatch(r"sips?:[^\s<>\"]*\{number\}[^\s<>\"]*", sip.outbound_uri)),
              "sip.outbound_uri", f"expected a sip: URI with {{number}} in it, got {_short(sip.outbound_uri)}")
+    for entry in sip.keepalive:
+        transport, _, rest = entry.partition(":")
+        _require(transport in ("udp", "tcp") and _peer_ok(rest), "sip.keepalive",
+                 f"expected udp:host:port or tcp:host:port, got {_short(entry)}")
+    _bounds("sip.keepalive_interval", sip.keepalive_interval, 0.1, 3600)
     for pilot in sip.ivr_pilots:
         _require(pilot.isdigit() and len(pilot) <= 20, "sip.ivr_pilots", f"expected digits, got {_short(pilot)}")
     _require(not sip.demo_phones or environment == "demo", "sip.demo_phones",

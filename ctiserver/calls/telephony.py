@@ -78,6 +78,7 @@ from .control import (
 )
 from .desktop import CallOps
 from .edge import DialPlan, RateLimiter, TrunkPeers
+from .keepalive import TrunkKeepalive
 from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite, held_offer, test_answer
 from .outbound import AcdOutbound, DialOut, OutboundCalls
 from .records import CallRecorder
@@ -124,6 +125,7 @@ class Telephony:
         server = lambda: distribution.server.publish if distribution.server is not None else None  # noqa: E731
         self.records = CallRecorder(distribution.history, distribution.account_ids.get, server,
                                     clock=distribution.clock)
+        self.keepalive = TrunkKeepalive(settings, lambda: self.sent_by, self.records)
 
     # ---- life -----------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -134,6 +136,7 @@ class Telephony:
         self.sent_by = self.settings.advertise or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         await self.load_workplaces()
         self._housekeeping = self.endpoint.loop.call_later(30.0, self._housekeep)
+        self.keepalive.start(self.endpoint)
         log.info("sip.listening", extra={"host": self.settings.host, "port": port})
         return port
 
@@ -158,6 +161,7 @@ class Telephony:
         leg.dialog = leg.pending_ok = None
 
     async def close(self) -> None:
+        self.keepalive.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         if self.endpoint is not None:
@@ -230,7 +234,7 @@ class Telephony:
         self._post(lambda: self._perform(self.control.acd_ended(contact_id, state)))
 
     def snapshot(self) -> dict:
-        return self.records.snapshot()
+        return {**self.records.snapshot(), "trunks": dict(self.keepalive.up)}
 
     def operations(self) -> list[Operation]:
         return CallOps(self).operations()
@@ -248,7 +252,9 @@ class Telephony:
             self._cancel(ev, now)
         elif isinstance(ev, (TransactionTimeout, TransportFailed)):
             txn = ev.transaction
-            if isinstance(txn, ClientTransaction):
+            if isinstance(txn, ClientTransaction) and isinstance(txn.context, tuple) and txn.context[0] == "keepalive":
+                self.keepalive.state(txn.context[1], False)
+            elif isinstance(txn, ClientTransaction):
                 assert self.endpoint is not None
                 self.endpoint.dialogs.transaction_failed(txn)
                 leg = txn.context
@@ -414,8 +420,10 @@ class Telephony:
         assert self.endpoint is not None
         dr = self.endpoint.dialogs.receive_response(resp, txn, now)
         leg = txn.context if txn is not None else None
-        if isinstance(leg, tuple) and resp.status >= 200:   # ("reinvite" | "rehold", leg)
-            if leg[0] == "reinvite":   # the bridge
+        if isinstance(leg, tuple) and resp.status >= 200:   # ("reinvite" | "rehold" | "keepalive", ...)
+            if leg[0] == "keepalive":
+                self.keepalive.state(leg[1], True)
+            elif leg[0] == "reinvite":   # the bridge
                 self._reinvite_answered(leg[1], resp, dr)
             elif 200 <= resp.status < 300 and dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog:
                 self._ack(dr.dialog, resp)

@@ -333,3 +333,30 @@ async def test_hold_and_unhold_from_the_desktop(sip_core: SipCore, tmp_path: Pat
         version = [int(next(line for line in m.splitlines() if line.startswith("o=")).split()[2])
                    for m in reinvites]
         assert version[1] == version[0] + 1, (name, version)   # RFC 3264 §8: each change bumps o=
+
+
+async def test_options_keepalive_tells_which_trunk_peers_answer(pg_dsn: str) -> None:
+    """sip.keepalive: OPTIONS to each peer; one that answers is up, one that refuses (TCP, nobody
+    listening) is down; changes are published on the calls topic and shown by calls.list."""
+    import dataclasses
+
+    from ctiserver.app import App
+    from tests.conftest import drop_dsn, fresh_dsn
+    from tests.integration.conftest import core_settings
+
+    dsn = await fresh_dsn(pg_dsn)
+    base = core_settings(dsn)
+    port, dead = free_port(), free_port()
+    sip = dataclasses.replace(base.sip, enabled=True, port=port, keepalive_interval=0.3,
+                              keepalive=(f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{dead}"))
+    app = App(dataclasses.replace(base, sip=sip), scrypt_n=2**10)
+    await app.start()
+    try:
+        assert app.telephony is not None
+        ka = app.telephony.keepalive
+        await wait_for(lambda: len(ka.up) == 2)
+        assert ka.up == {f"udp:127.0.0.1:{port}": True, f"tcp:127.0.0.1:{dead}": False}
+        assert app.telephony.snapshot()["trunks"] == ka.up
+    finally:
+        await app.stop(grace=0.5)
+        await drop_dsn(pg_dsn, dsn)
