@@ -55,6 +55,7 @@ from sipcore.uri import SipUri
 
 from ..acd import AcdError, AgentState, MissKind
 from ..settings import SipSettings
+from . import refer
 from .control import (
     AcdAccept,
     AcdCancel,
@@ -79,7 +80,7 @@ from .control import (
 from .desktop import CallOps
 from .edge import DialPlan, RateLimiter, TrunkPeers
 from .keepalive import TrunkKeepalive
-from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite, held_offer, test_answer
+from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite, held_offer, reap, test_answer
 from .outbound import AcdOutbound, DialOut, OutboundCalls
 from .records import CallRecorder
 from .registration import PhoneRegistry
@@ -120,11 +121,12 @@ class Telephony:
             "ivr": (c.ivr_failed, c.ivr_answered, c.ivr_hangup),
             "out-phone": (o.phone_failed, o.phone_answered, o.phone_hangup),
             "customer": (o.customer_failed, o.customer_answered, o.customer_hangup),
-            "transfer": (c.transfer_failed, c.transfer_answered, c.transfer_hangup),
+            "transfer": (self._transfer_failed, c.transfer_answered, c.transfer_hangup),
         }
         server = lambda: distribution.server.publish if distribution.server is not None else None  # noqa: E731
         self.records = CallRecorder(distribution.history, distribution.account_ids.get, server,
                                     clock=distribution.clock)
+        self.referred: dict[str, str] = {}   # call -> the agent leg whose REFER is being carried out
         self.keepalive = TrunkKeepalive(settings, lambda: self.sent_by, self.records)
 
     # ---- life -----------------------------------------------------------------------------------
@@ -144,21 +146,8 @@ class Telephony:
         """Every 30 s: expired registrations out, and legs of ended calls whose INVITE is over."""
         assert self.endpoint is not None
         self.registrar.expire(self.endpoint.now())
-        for key in [k for k, leg in self.legs.items() if leg.txn is not None and leg.txn.terminated
-                    and (leg.final or leg.ended) and k.split("/")[0] not in self.control.calls
-                    and k.split("/")[0] not in self.outbound.calls]:
-            self._forget(self.legs.pop(key))
+        reap(self.legs, lambda call: call in self.control.calls or call in self.outbound.calls)
         self._housekeeping = self.endpoint.loop.call_later(30.0, self._housekeep)
-
-    @staticmethod
-    def _forget(leg: Leg) -> None:
-        """Break the leg <-> transaction <-> dialog cycles, so reference counting frees them at once
-        instead of the cyclic collector (whose full passes paused the loop for tens of ms)."""
-        if leg.txn is not None and leg.txn.context is leg:
-            leg.txn.context = None
-        if leg.dialog is not None and leg.dialog.context is leg:
-            leg.dialog.context = None
-        leg.dialog = leg.pending_ok = None
 
     async def close(self) -> None:
         self.keepalive.close()
@@ -309,6 +298,8 @@ class Telephony:
                     leg.ended = True
                     self.records.leg_over(leg.id, 200, "bye")
                     self._perform(self._safe(self._handlers[leg.kind][2], leg.id))
+            elif method == Method.REFER and isinstance(leg, Leg) and leg.kind == "agent":
+                refer.on_refer(self, leg, req, txn, now)   # the phone's transfer button (RFC 3515)
             elif method == Method.INVITE and isinstance(leg, Leg) and leg.kind == "caller":
                 # a re-INVITE (hold, codec change): the media stay end to end; we keep our answer
                 answer = self._last_answer(leg)
@@ -465,6 +456,10 @@ class Telephony:
                                   if status in (486, 600, 603) else "unreachable")
             self._perform(self._handlers[leg.kind][0](leg.id, status))
 
+    def _transfer_failed(self, leg_id: str, status: int) -> list:
+        refer.transfer_done(self, leg_id.split("/")[0], status)
+        return self.control.transfer_failed(leg_id, status)
+
     def _reinvite_answered(self, caller_leg: Leg, resp: Response, dr: Any) -> None:
         """The caller's final answer to our re-INVITE (the RFC 3725 bridge)."""
         if 200 <= resp.status < 300:
@@ -472,6 +467,7 @@ class Telephony:
                 self._ack(dr.dialog, resp)
                 self._perform(self._safe(self.control.caller_reinvite_answered, caller_leg.id, resp.body))
         else:
+            refer.transfer_done(self, caller_leg.id, resp.status)
             self._perform(self._safe(self.control.caller_reinvite_failed, caller_leg.id, resp.status))
 
     def _rehold(self, leg: Leg, on: bool, now: float) -> None:
@@ -584,6 +580,8 @@ class Telephony:
                 self._ack(*leg.pending_ok, body=a.sdp)
                 leg.pending_ok = None
                 leg.sent_sdp = a.sdp
+                if "/t" in a.leg:   # a transfer went through: a phone that asked by REFER hears so
+                    refer.transfer_done(self, a.leg.split("/")[0], 200)
                 call = self.control.calls.get(a.leg.split("/")[0])
                 if call is not None and call.state.value == "connected":
                     self.records.connected(call.contact_id, call.caller_leg, call.agent_id)

@@ -360,3 +360,29 @@ async def test_options_keepalive_tells_which_trunk_peers_answer(pg_dsn: str) -> 
     finally:
         await app.stop(grace=0.5)
         await drop_dsn(pg_dsn, dsn)
+
+
+async def test_the_phone_transfers_the_caller_by_refer(sip_core: SipCore, tmp_path: Path) -> None:
+    """The phone's transfer button: REFER (RFC 3515) in the agent's leg; we answer 202, NOTIFY
+    100 Trying, move the caller to the number by re-INVITE, NOTIFY 200 OK, and BYE the phone."""
+    import dataclasses
+
+    [a1] = await sip_core.add_agents(1)
+    tel = sip_core.telephony
+    target_port = free_port()
+    tel.settings = dataclasses.replace(tel.settings, outbound_uri=f"sip:{{number}}@127.0.0.1:{target_port}")
+    agent_phone = await phone(sip_core, a1, "uas_refers.xml", tmp_path)
+    target = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(target_port), "-m", "1", cwd=tmp_path)
+    await asyncio.sleep(0.3)
+    caller = await call(sip_core, tmp_path, "uac_bridged.xml")
+    assert await agent_phone.wait(30) == 0, (agent_phone.out[-1500:], sipp_errors(tmp_path))
+    assert await caller.wait(30) == 0, (caller.out[-1500:], sipp_errors(tmp_path))
+    assert await target.wait(20) == 0, sipp_errors(tmp_path)
+    [log] = tmp_path.glob("uas_refers_*_messages.log")
+    text = log.read_text(errors="replace")
+    notifies = [m.split("\n\n", 1) for m in text.split("NOTIFY sip:")[1:]]
+    assert [body.split("\n")[0].strip() for _, body in notifies] == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
+    assert ["Subscription-State: active" in head for head, _ in notifies] == [True, False]
+    assert all("Event: refer" in head and "message/sipfrag" in head for head, _ in notifies)
+    engine = sip_core.app.distribution.engine  # type: ignore[union-attr]
+    assert engine.agent(a1).state.value == "ready" and engine.agent(a1).contacts_today == 1
