@@ -1,27 +1,23 @@
-"""Header field names and the structured values the transaction and dialog layers read.
-
-Names (RFC 3261 §7.3, §20): case-insensitive; :func:`canonical_name` maps any spelling, and the
-compact forms (§7.3.3 and the extensions' own), to a lowercase *key* and the canonical display
-name we serialize (``v`` -> ``("via", "Via")``). Unknown names keep their spelling.
-
-Comma lists (§7.3.1): a header whose grammar is ``x *(COMMA x)`` may be split over several lines
-or combined on one; :data:`LIST_HEADERS` names them. Everything else is never split on commas,
-in particular the ones whose grammar has bare commas in it: WWW-Authenticate, Authorization,
-Proxy-Authenticate, Proxy-Authorization, Authentication-Info, Date, and unknown headers (RFC 4475
-§3.1.1.1 "UnknownHeaderWithUnusualValue").
+"""The structured header values the transaction and dialog layers read, and header fields.
 
 Records (frozen, validated when built, ``str()`` renders the canonical form):
 :class:`Via`, :class:`NameAddr` (From, To, Contact, Route, Record-Route, Refer-To, ...),
-:class:`CSeq`, :class:`MediaType`. The ``parse_*`` functions take one unfolded value.
+:class:`CSeq`, :class:`MediaType`. The ``parse_*`` functions take one unfolded value; each tries
+its memo (values peers repeat), then its scanner (the usual shape of a value, see
+:mod:`sipcore.syntax`), then the full parser.
+
+Header names, compact forms, comma-list headers and methods live in :mod:`sipcore.names` and are
+re-exported here (:func:`canonical_name`, :data:`LIST_HEADERS`, :class:`Method`, ...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from sipcore.names import _METHODS, LIST_HEADERS, Method, canonical_name, intern_method
 from sipcore.syntax import (
+    DIGITS,
     TOKEN_CHARS,
     Memo,
     Params,
@@ -32,105 +28,21 @@ from sipcore.syntax import (
     has_param,
     is_digits,
     is_token,
+    match_token,
     parse_params,
     quote,
     quoted_end,
     render_params,
+    scan_params,
+    trusted_constructor,
     unquote,
 )
-from sipcore.uri import AbsoluteUri, SipUri, Uri, check_host, parse_hostport, parse_uri
+from sipcore.uri import AbsoluteUri, SipUri, Uri, check_host, host_ok, parse_hostport, parse_uri, parse_uri_or_none
 
 __all__ = [
     "CSeq", "Field", "HeaderValue", "LIST_HEADERS", "MediaType", "Method", "NameAddr", "Via", "canonical_name",
     "intern_method", "make_field", "make_fields", "parse_cseq", "parse_media_type", "parse_name_addr", "parse_via",
 ]
-
-_FULL_NAMES = (
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Accept-Resource-Priority",
-    "Alert-Info", "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
-    "Call-Info", "Contact", "Content-Disposition", "Content-Encoding", "Content-Language",
-    "Content-Length", "Content-Type", "CSeq", "Date", "Diversion", "Error-Info", "Event", "Expires",
-    "From", "Geolocation", "History-Info", "Identity", "Identity-Info", "In-Reply-To", "Join",
-    "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE", "Organization", "P-Asserted-Identity",
-    "P-Preferred-Identity", "Path", "Priority", "Privacy", "Proxy-Authenticate",
-    "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route", "Refer-Sub",
-    "Refer-To", "Referred-By", "Reject-Contact", "Replaces", "Reply-To", "Request-Disposition",
-    "Require", "Resource-Priority", "Retry-After", "Route", "RSeq", "Security-Client",
-    "Security-Server", "Security-Verify", "Server", "Service-Route", "Session-Expires", "SIP-ETag",
-    "SIP-If-Match", "Subject", "Subscription-State", "Supported", "Target-Dialog", "Timestamp", "To",
-    "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
-)
-# Compact forms: RFC 3261 §7.3.3 (i m e l c f s k t v), RFC 3265 (o u), RFC 3515 (r), RFC 3892 (b),
-# RFC 4028 (x), RFC 4474 (y n), RFC 3841 (a j d).
-_COMPACT = {
-    "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length", "c": "Content-Type",
-    "f": "From", "s": "Subject", "k": "Supported", "t": "To", "v": "Via", "o": "Event",
-    "u": "Allow-Events", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires", "y": "Identity",
-    "n": "Identity-Info", "a": "Accept-Contact", "j": "Reject-Contact", "d": "Request-Disposition",
-}
-_BY_LOWER: dict[str, tuple[str, str]] = {n.lower(): (n.lower(), n) for n in _FULL_NAMES}
-_BY_LOWER.update({c: (n.lower(), n) for c, n in _COMPACT.items()})
-# exact spellings seen on the wire, looked up before paying for .lower()
-_BY_EXACT: dict[str, tuple[str, str]] = dict(_BY_LOWER)
-_BY_EXACT.update({n: (n.lower(), n) for n in _FULL_NAMES})
-_BY_EXACT.update({c.upper(): (n.lower(), n) for c, n in _COMPACT.items()})
-_BY_EXACT.update({"Call-Id": _BY_LOWER["call-id"], "Cseq": _BY_LOWER["cseq"], "CSEQ": _BY_LOWER["cseq"]})
-
-LIST_HEADERS = frozenset(n.lower() for n in (
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Accept-Resource-Priority",
-    "Alert-Info", "Allow", "Allow-Events", "Call-Info", "Contact", "Content-Encoding",
-    "Content-Language", "Diversion", "Error-Info", "History-Info", "In-Reply-To",
-    "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Proxy-Require", "Reason", "Record-Route",
-    "Reject-Contact", "Request-Disposition", "Require", "Resource-Priority", "Route",
-    "Security-Client", "Security-Server", "Security-Verify", "Service-Route", "Supported",
-    "Unsupported", "Via", "Warning",
-))
-"""Keys of the headers whose values are comma lists (RFC 3261 §7.3.1 and the extensions)."""
-
-
-def canonical_name(name: str) -> tuple[str, str]:
-    """``(key, display)`` for a header name: lowercase full-name key, canonical spelling.
-
-    Compact forms become their full name. Raises ParseError if ``name`` is not a token.
-    """
-    hit = _BY_EXACT.get(name) or _BY_LOWER.get(name.lower())
-    if hit is not None:
-        return hit
-    if not name or not TOKEN_CHARS.issuperset(name):
-        raise ParseError(f"bad header name {cut(name)}")
-    return name.lower(), name
-
-
-class Method(StrEnum):
-    """The methods we know (RFC 3261, 3262, 3265, 3311, 3428, 3515, 6086).
-
-    Methods are case-sensitive tokens (§7.1). A request with another method still parses: its
-    ``method`` is then a plain ``str`` (``known_method`` is None) and the UAS answers 405/501
-    (§8.2.1). A Method member *is* a ``str``, so ``req.method == "INVITE"`` works either way.
-    """
-
-    INVITE = "INVITE"
-    ACK = "ACK"
-    BYE = "BYE"
-    CANCEL = "CANCEL"
-    OPTIONS = "OPTIONS"
-    REGISTER = "REGISTER"
-    REFER = "REFER"
-    NOTIFY = "NOTIFY"
-    SUBSCRIBE = "SUBSCRIBE"
-    INFO = "INFO"
-    PRACK = "PRACK"
-    UPDATE = "UPDATE"
-    MESSAGE = "MESSAGE"
-
-
-_METHODS: dict[str, str] = {m.value: m for m in Method}
-
-
-def intern_method(token: str) -> str:
-    """The Method member for a known method token, else the token itself (unchecked)."""
-    return _METHODS.get(token, token)
-
 
 # --- Via (§20.42) -----------------------------------------------------------------------------------
 
@@ -218,12 +130,72 @@ _PARSE_VIA_MEMO = Memo()
 
 
 def parse_via(value: str) -> Via:
-    hit = _PARSE_VIA_MEMO.get(value)
+    memo = _PARSE_VIA_MEMO
+    hit = memo.get(value)
     if hit is not None:
         return hit  # type: ignore[return-value]
-    record = _parse_via(value)
-    _PARSE_VIA_MEMO.remember(value, record)
+    record = _scan_via(value) or _parse_via(value)
+    if len(value) <= memo.max_text and len(memo) < memo.max_entries:
+        memo[value] = record  # Memo.remember, inline
+    else:
+        memo.remember(value, record)
     return record
+
+
+_new_via = trusted_constructor(Via, "transport", "host", "port", "params", "protocol")
+_SCAN_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "WS", "WSS"))
+_SHAPES_MAX = 2048
+# Via text up to ";branch=" -> (text after the branch value, transport, host, port, params around)
+_VIA_SHAPES: dict[str, tuple[str, str, str, int | None, Params, Params]] = {}
+
+
+def _scan_via(value: str) -> Via | None:
+    """``SIP/2.0/UDP host:port;branch=...``: the usual shape (one SP, no other LWS, no quotes,
+    no IPv6, token parameters); what :func:`_parse_via` returns, or None to let it decide.
+
+    The branch is new in every transaction, the rest repeats: the scan of the text around the
+    branch value is remembered (a *shape*), and a Via with a known shape only needs its branch
+    checked (a token: no ``;`` in it, and :func:`scan_params` would have accepted it too)."""
+    at = value.find(";branch=")
+    if at < 0:
+        return _scan_via_text(value)
+    start = at + 8
+    head = value[:start]
+    shape = _VIA_SHAPES.get(head)
+    if shape is not None:
+        tail, transport, host, port, before, after = shape
+        branch = value[start:len(value) - len(tail)]
+        if value.endswith(tail) and ((branch.isalnum() and branch.isascii()) or match_token(branch)):
+            params = (*before, ("branch", branch), *after) if before or after else (("branch", branch),)
+            return _new_via(transport, host, port, params, "SIP/2.0")
+    via = _scan_via_text(value)
+    if via is not None:
+        end = value.find(";", start)
+        tail = value[end:] if end >= 0 else ""
+        params = via.params
+        k = value.count(";", 0, at)  # the branch is the k-th parameter
+        if k < len(params) and params[k] == ("branch", value[start:len(value) - len(tail)]):
+            if len(_VIA_SHAPES) >= _SHAPES_MAX:
+                _VIA_SHAPES.clear()
+            _VIA_SHAPES[head] = (tail, via.transport, via.host, via.port, params[:k], params[k + 1:])
+    return via
+
+
+def _scan_via_text(value: str) -> Via | None:
+    head, semi, param_text = value.partition(";")
+    if head[:8] != "SIP/2.0/":
+        return None
+    transport, _, sent_by = head[8:].partition(" ")
+    host, colon, port_text = sent_by.partition(":")
+    if transport not in _SCAN_TRANSPORTS or host[:1] == "[" or not host_ok(host):
+        return None
+    port: int | None = None
+    if colon:
+        if not port_text or len(port_text) > 5 or not DIGITS.issuperset(port_text) or int(port_text) > 65535:
+            return None
+        port = int(port_text)
+    params = scan_params(param_text) if semi else ()
+    return None if params is None else _new_via(transport, host, port, params, "SIP/2.0")
 
 
 def _parse_via(value: str) -> Via:
@@ -321,12 +293,91 @@ _PARSE_NAME_ADDR_MEMO = Memo()
 
 
 def parse_name_addr(value: str) -> NameAddr:
-    hit = _PARSE_NAME_ADDR_MEMO.get(value)
+    memo = _PARSE_NAME_ADDR_MEMO
+    hit = memo.get(value)
     if hit is not None:
         return hit  # type: ignore[return-value]
-    record = _parse_name_addr(value)
-    _PARSE_NAME_ADDR_MEMO.remember(value, record)
+    # _scan_name_addr's first step, inline: a From/To with a new tag and a known address
+    key, sep, tag = value.rpartition(";tag=")
+    shape = _ADDRESS_SHAPES.get(key) if sep else None
+    if shape is not None and ((tag.isalnum() and tag.isascii()) or match_token(tag)):
+        uri, display, before = shape
+        record = _new_name_addr(uri, display, (*before, ("tag", tag)) if before else (("tag", tag),))
+    else:
+        record = _scan_name_addr(value) or _parse_name_addr(value)
+    if len(value) <= memo.max_text and len(memo) < memo.max_entries:
+        memo[value] = record  # Memo.remember, inline
+    else:
+        memo.remember(value, record)
     return record
+
+
+_new_name_addr = trusted_constructor(NameAddr, "uri", "display_name", "params")
+# name-addr text before its last ";tag=" -> (uri, display name, the parameters before the tag)
+_ADDRESS_SHAPES: dict[str, tuple[Uri, str | None, Params]] = {}
+
+
+def _scan_name_addr(value: str) -> NameAddr | None:
+    """``"Display" <uri>;tag=...``, ``Display <uri>``, ``<uri>`` or ``uri;tag=...`` without LWS
+    around them (or in the parameters), quoted-pairs or an unclosed bracket: what
+    :func:`_parse_name_addr` returns, or None to let it decide.
+
+    Tags are new in every dialog, addresses repeat: when the last parameter is the tag, the
+    scan of what precedes ``;tag=`` is remembered (a *shape*), and a value with a known shape
+    only needs its tag checked (a token, which :func:`scan_params` would have accepted too)."""
+    key, sep, tag = value.rpartition(";tag=")
+    if sep:
+        shape = _ADDRESS_SHAPES.get(key)
+        if shape is not None and ((tag.isalnum() and tag.isascii()) or match_token(tag)):
+            uri, display, before = shape
+            return _new_name_addr(uri, display, (*before, ("tag", tag)) if before else (("tag", tag),))
+    record = _scan_name_addr_text(value, value.find(">"))
+    if sep and record is not None:
+        params = record.params
+        if params and params[-1] == ("tag", tag):  # then key + ";tag=" + any token parses alike
+            if len(_ADDRESS_SHAPES) >= _SHAPES_MAX:
+                _ADDRESS_SHAPES.clear()
+            _ADDRESS_SHAPES[key] = (record.uri, record.display_name, params[:-1])
+    return record
+
+
+def _scan_name_addr_text(value: str, gt: int) -> NameAddr | None:
+    if gt < 0:  # addr-spec
+        if "<" in value or value[:1] == '"':
+            return None
+        uri_text, semi, param_text = value.partition(";")
+        if "?" in uri_text or "," in uri_text or " " in uri_text or "\t" in uri_text:
+            return None
+        display = None
+    else:
+        lt = value.find("<")
+        if lt < 0 or lt > gt:
+            return None
+        display = None
+        if lt:
+            text = value[:lt]
+            if text[0] == '"':
+                text = text.rstrip(" \t")
+                display = text[1:-1]
+                if len(text) < 2 or text[-1] != '"' or '"' in display or "\\" in display \
+                        or "\r" in display or "\n" in display:
+                    return None
+            else:
+                display = text.rstrip(" ")
+                if not display or display[0] == " " or "  " in display or not _TOKENS_AND_SPACE.issuperset(display):
+                    return None
+        uri_text = value[lt + 1:gt]
+        semi = value[gt + 1:gt + 2]
+        if semi and semi != ";":
+            return None
+        param_text = value[gt + 2:]
+    uri = parse_uri_or_none(uri_text)
+    if uri is None:
+        return None
+    if not semi:
+        return _new_name_addr(uri, display, ())
+    params = scan_params(param_text)
+    return None if params is None else _new_name_addr(uri, display, params)
 
 
 def _parse_name_addr(value: str) -> NameAddr:
@@ -395,9 +446,21 @@ def parse_cseq(value: str) -> CSeq:
     hit = _PARSE_CSEQ_MEMO.get(value)
     if hit is not None:
         return hit  # type: ignore[return-value]
-    record = _parse_cseq(value)
+    record = _scan_cseq(value) or _parse_cseq(value)
     _PARSE_CSEQ_MEMO.remember(value, record)
     return record
+
+
+_new_cseq = trusted_constructor(CSeq, "number", "method")
+
+
+def _scan_cseq(value: str) -> CSeq | None:
+    """``4711 INVITE``: up to 9 digits (below 2**32), one SP, a known method; else None."""
+    number, _, method = value.partition(" ")
+    known = _METHODS.get(method)
+    if known is None or not number or len(number) > 9 or not DIGITS.issuperset(number):
+        return None
+    return _new_cseq(int(number), known)
 
 
 def _parse_cseq(value: str) -> CSeq:

@@ -11,8 +11,8 @@ checks their consistency, so after it returns those accessors cannot raise. Rece
 ``make_error_response(err)`` (None means: drop it).
 
 Messages are immutable: there are no setters, and the builders (:meth:`with_header`,
-:meth:`prepend_header`, :meth:`replace_header`, :meth:`without_header`, :meth:`with_body`)
-return new messages. ``bytes(msg)`` is canonical: full header names, CRLF line ends, one field per
+:meth:`prepend_header`, :meth:`replace_header`, :meth:`without_header`, :meth:`with_top_via`,
+:meth:`with_body`) return new messages. ``bytes(msg)`` is canonical: full header names, CRLF line ends, one field per
 line as received (list values stay combined as they came), and a ``Content-Length`` that we
 always write ourselves, last, from the body. Content-Length is therefore never among
 :attr:`headers`; :attr:`content_length` is the body's length.
@@ -24,10 +24,11 @@ if they contain CR, LF or NUL (header injection).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Self, TypeVar
 
 from sipcore.headers import (
+    _PARSE_VIA_MEMO,
     LIST_HEADERS,
     CSeq,
     Field,
@@ -46,21 +47,24 @@ from sipcore.headers import (
     parse_name_addr,
     parse_via,
 )
-from sipcore.syntax import WORD_CHARS, ParseError, cut, default_reason, is_digits, is_token, split_commas
+from sipcore.syntax import ParseError, cut, default_reason, is_token, split_commas
 from sipcore.uri import AbsoluteUri, SipUri, Uri, parse_uri
+from sipcore.validation import (
+    MAX_LIST_VALUES,
+    build_index,
+    check_call_id,
+    check_fields,
+    check_max_forwards,
+    is_contact_wildcard,
+    parse_list,
+    parse_single,
+)
 
 __all__ = [
-    "HeaderValue", "Method", "Request", "Response", "make_error_response", "make_response",
+    "MAX_LIST_VALUES", "HeaderValue", "Method", "Request", "Response", "make_error_response", "make_response",
 ]
 
-MAX_LIST_VALUES = 256
-"""Bound on the values of one list header (Via, Contact, Route, ...) that an accessor parses: a
-64 KiB message could otherwise hold thousands, each costing a few µs to parse."""
 _R = TypeVar("_R")
-
-# Single-valued headers that must not appear twice (RFC 4475 §3.3.8 "multi01")
-_SINGLE = (("call-id", "Call-ID"), ("from", "From"), ("to", "To"), ("cseq", "CSeq"),
-           ("max-forwards", "Max-Forwards"), ("content-type", "Content-Type"))
 _RESPONSE_COPY = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
@@ -72,7 +76,7 @@ class Message:
     _fields: list[Field]
     _body: bytes
     _version: str
-    _index: dict[str, list[str]] | None
+    _index: dict[str, Sequence[str]] | None
     _cache: dict[str, object]
     _wire: bytes | None
 
@@ -85,18 +89,11 @@ class Message:
         self._wire = None
 
     # --- raw header access -------------------------------------------------------------------------
-    def _lines(self, key: str) -> list[str]:
+    def _lines(self, key: str) -> Sequence[str]:
         index = self._index
         if index is None:
-            index = {}
-            for k, _, v in self._fields:
-                got = index.get(k)
-                if got is None:
-                    index[k] = [v]
-                else:
-                    got.append(v)
-            self._index = index
-        return index.get(key) or []
+            index = self._index = build_index(self._fields)
+        return index.get(key) or ()
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:
@@ -131,20 +128,16 @@ class Message:
         return out
 
     # --- structured accessors (lazy, cached) --------------------------------------------------------
-    def _single(self, key: str, display: str) -> str:
-        lines = self._lines(key)
-        if not lines:
-            raise ParseError(f"missing {display} header")
-        return lines[0]
-
     @property
     def via(self) -> Via:
         """The top Via (the one transactions match on, §17.1.3/§17.2.3)."""
         got = self._cache.get("via")
         if got is None:
-            line = self._single("via", "Via")
+            lines = self._lines("via")
+            if not lines:
+                raise ParseError("missing Via header")
             try:
-                got = parse_via(split_commas(line)[0] if "," in line else line)
+                got = parse_via(split_commas(lines[0])[0] if "," in lines[0] else lines[0])
             except ParseError as exc:
                 raise ParseError(f"Via: {exc}") from None
             self._cache["via"] = got
@@ -161,33 +154,20 @@ class Message:
     def call_id(self) -> str:
         got = self._cache.get("call-id")
         if got is None:
-            got = self._single("call-id", "Call-ID")
-            left, at, right = got.partition("@")  # callid = word [ "@" word ]
-            if not left or not WORD_CHARS.issuperset(left) or \
-                    (at and (not right or not WORD_CHARS.issuperset(right))):
-                raise ParseError(f"bad Call-ID {cut(got)}")
-            self._cache["call-id"] = got
+            got = self._cache["call-id"] = check_call_id(self._lines("call-id"))
         return got  # type: ignore[return-value]
 
     @property
     def cseq(self) -> CSeq:
         got = self._cache.get("cseq")
         if got is None:
-            try:
-                got = parse_cseq(self._single("cseq", "CSeq"))
-            except ParseError as exc:
-                raise ParseError(f"CSeq: {exc}") from None
-            self._cache["cseq"] = got
+            got = self._cache["cseq"] = parse_single(self._lines("cseq"), "CSeq", parse_cseq)
         return got  # type: ignore[return-value]
 
     def _name_addr(self, key: str, display: str) -> NameAddr:
         got = self._cache.get(key)
         if got is None:
-            try:
-                got = parse_name_addr(self._single(key, display))
-            except ParseError as exc:
-                raise ParseError(f"{display}: {exc}") from None
-            self._cache[key] = got
+            got = self._cache[key] = parse_single(self._lines(key), display, parse_name_addr)
         return got  # type: ignore[return-value]
 
     @property
@@ -210,40 +190,29 @@ class Message:
         """All values of a comma-list header, parsed (at most MAX_LIST_VALUES of them)."""
         got = self._cache.get(key + "*")
         if got is None:
-            try:
-                values: list[str] = []
-                for line in self._lines(key):
-                    values.extend(split_commas(line) if "," in line else (line,))
-                if len(values) > MAX_LIST_VALUES:
-                    raise ParseError(f"more than {MAX_LIST_VALUES} values")
-                got = tuple(parser(v) for v in values)
-            except ParseError as exc:
-                raise ParseError(f"{display}: {exc}") from None
-            self._cache[key + "*"] = got
+            lines = self._lines(key)
+            got = self._cache[key + "*"] = parse_list(lines, display, parser) if lines else ()
         return got  # type: ignore[return-value]
-
-    def _name_addrs(self, key: str, display: str) -> tuple[NameAddr, ...]:
-        return self._parsed_list(key, display, parse_name_addr)
 
     @property
     def contact_wildcard(self) -> bool:
         """``Contact: *`` (REGISTER removing all bindings, §10.2.2)."""
-        return [v.strip(" \t") for v in self._lines("contact")] == ["*"]
+        return is_contact_wildcard(self._lines("contact"))
 
     @property
     def contacts(self) -> tuple[NameAddr, ...]:
         """The Contact values (empty for none and for the ``*`` wildcard)."""
         if self.contact_wildcard:
             return ()
-        return self._name_addrs("contact", "Contact")
+        return self._parsed_list("contact", "Contact", parse_name_addr)
 
     @property
     def routes(self) -> tuple[NameAddr, ...]:
-        return self._name_addrs("route", "Route")
+        return self._parsed_list("route", "Route", parse_name_addr)
 
     @property
     def record_routes(self) -> tuple[NameAddr, ...]:
-        return self._name_addrs("record-route", "Record-Route")
+        return self._parsed_list("record-route", "Record-Route", parse_name_addr)
 
     @property
     def max_forwards(self) -> int | None:
@@ -251,10 +220,7 @@ class Message:
         lines = self._lines("max-forwards")
         if not lines:
             return None
-        value = lines[0]
-        if not is_digits(value) or len(value.lstrip("0")) > 3 or int(value) > 255:
-            raise ParseError(f"bad Max-Forwards {cut(value)}")
-        return int(value)
+        return check_max_forwards(lines[0])
 
     @property
     def expires(self) -> int | None:
@@ -269,11 +235,7 @@ class Message:
             lines = self._lines("content-type")
             if not lines:
                 return None
-            try:
-                got = parse_media_type(lines[0])
-            except ParseError as exc:
-                raise ParseError(f"Content-Type: {exc}") from None
-            self._cache["content-type"] = got
+            got = self._cache["content-type"] = parse_single(lines, "Content-Type", parse_media_type)
         return got  # type: ignore[return-value]
 
     @property
@@ -281,17 +243,15 @@ class Message:
         return len(self._body)
 
     # --- validation ---------------------------------------------------------------------------------
-    def _check_common(self) -> None:
+    def _check_common(self) -> dict[str, Sequence[str]]:
+        """The checks requests and responses share (see :func:`sipcore.validation.check_fields`)."""
         if self._version != "SIP/2.0":
             raise ParseError(f"SIP version {cut(self._version)} is not supported", status=505)
-        # each accessor parses (and caches) its header, raising ParseError if it is malformed
-        _ = self.vias, self.call_id, self.cseq, self.from_, self.to
-        for key, display in _SINGLE:
-            if len(self._lines(key)) > 1:
-                raise ParseError(f"more than one {display} header")
-        _ = self.max_forwards, self.contacts, self.record_routes
-        if self._body:
-            _ = self.content_type
+        index = self._index
+        if index is None:
+            index = self._index = build_index(self._fields)
+        check_fields(self._fields, index, self._cache, bool(self._body))
+        return index
 
     def _error_context(self, exc: ParseError) -> ParseError:
         exc.headers = self.headers
@@ -362,6 +322,35 @@ class Message:
         key = canonical_name(name)[0]
         return self._derive([f for f in self._fields if f[0] != key])
 
+    def with_top_via(self, via: Via) -> Self:
+        """A copy whose top Via value is ``via``; the other values of the first Via line and the
+        other Via lines stay (a transport stamping ``received``/``rport``, RFC 3261 §18.2.1, RFC
+        3581 §4; :meth:`replace_header` would drop them). The parse cache goes along, the Via
+        entries updated, so a validated message needs no new ``validate()``; ``parse_via``'s memo
+        learns the text the responses will carry back (§18.2.2). ParseError if there is no Via or
+        the first Via line is not a well-formed comma list."""
+        if not isinstance(via, Via):
+            raise TypeError(f"with_top_via needs a Via, not {via!r}")
+        fields = self._fields
+        at = next((i for i, field in enumerate(fields) if field[0] == "via"), -1)
+        if at < 0:
+            raise ParseError("missing Via header")
+        key, name, value = fields[at]
+        text = str(via)
+        _PARSE_VIA_MEMO.remember(text, via)
+        if "," in value:
+            rest = split_commas(value)[1:]
+            if rest:
+                text = ", ".join([text, *rest])
+        copy = self._derive([*fields[:at], (key, name, text), *fields[at + 1:]])
+        cache = dict(self._cache)
+        cache["via"] = via
+        vias = cache.get("via*")
+        if isinstance(vias, tuple):
+            cache["via*"] = (via, *vias[1:])
+        copy._cache = cache
+        return copy
+
     def with_body(self, body: bytes, content_type: str | MediaType | None = None) -> Self:
         """A copy with this body (and Content-Type, if given); Content-Length follows by itself."""
         fields = self._fields
@@ -401,7 +390,12 @@ class Request(Message):
         self = cls.__new__(cls)
         self._method = method
         self._uri_text = uri_text
-        self._init_common(fields, body, version)
+        self._fields = fields
+        self._body = body
+        self._version = version
+        self._index = None
+        self._cache = {}
+        self._wire = None
         return self
 
     @property
@@ -440,14 +434,20 @@ class Request(Message):
         Not checked (the application's business): the URI scheme, Require, Expires, the body.
         """
         try:
-            self._check_common()
-            uri = self.uri
-            if isinstance(uri, SipUri) and uri.headers:
+            index = self._check_common()
+            cache = self._cache
+            uri = cache.get("uri")
+            if uri is None:
+                uri = self.uri
+            if type(uri) is SipUri and uri.headers:
                 raise ParseError("Request-URI must not contain headers (RFC 3261 §19.1.1)")
-            if self.cseq.method != self._method:
-                raise ParseError(f"CSeq method {cut(str(self.cseq.method))} differs from "
+            cseq: CSeq = cache["cseq"]  # type: ignore[assignment]
+            if cseq.method != self._method:
+                raise ParseError(f"CSeq method {cut(str(cseq.method))} differs from "
                                  f"{cut(str(self._method))}")
-            _ = self.routes
+            lines = index.get("route")
+            if lines is not None:
+                cache["route*"] = parse_list(lines, "Route", parse_name_addr)
         except ParseError as exc:
             exc.method = self._method
             raise self._error_context(exc) from None
@@ -500,7 +500,12 @@ class Response(Message):
         self = cls.__new__(cls)
         self._status = status
         self._reason = reason
-        self._init_common(fields, body, version)
+        self._fields = fields
+        self._body = body
+        self._version = version
+        self._index = None
+        self._cache = {}
+        self._wire = None
         return self
 
     @property
@@ -540,24 +545,28 @@ class Response(Message):
                f"{len(self._body)} body bytes>"
 
 
-def _to_with_tag(raw: str, tag: str) -> str:
-    """The To value with ``;tag=`` added unless it has one (textual if the value is malformed)."""
+def _to_with_tag(raw: str, tag: str, parsed: object = None) -> str:
+    """The To value with ``;tag=`` added unless it has one (textual if the value is malformed).
+    ``parsed`` is the value's parse when the request has it cached already."""
     try:
-        has_tag = parse_name_addr(raw).tag is not None
+        has_tag = (parsed if isinstance(parsed, NameAddr) else parse_name_addr(raw)).tag is not None
     except ParseError:
         tail = raw[raw.rfind(">") + 1:].lower()
         has_tag = "tag=" in tail.replace(" ", "")
     return raw if has_tag else f"{raw};tag={tag}"
 
 
-def _copy_for_response(source: Iterable[Field], status: int, to_tag: str | None) -> list[Field]:
+def _copy_for_response(source: Iterable[Field], status: int, to_tag: str | None,
+                       to: object = None) -> list[Field]:
+    """The fields a response copies; ``to`` is the parse of the first To value, if known."""
     if to_tag is not None and not is_token(to_tag):
         raise ParseError(f"bad To tag {to_tag!r}")
     out = []
     for key, name, value in source:
         if key in _RESPONSE_COPY:
             if key == "to" and to_tag is not None and status != 100:
-                value = _to_with_tag(value, to_tag)
+                value = _to_with_tag(value, to_tag, to)
+                to = None  # it was the first To's
             out.append((key, name, value))
         elif key == "timestamp" and status == 100:  # §8.2.6.1
             out.append((key, name, value))
@@ -571,7 +580,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     CSeq copied verbatim; ``to_tag`` added to To unless it has a tag or ``status`` is 100; a 100
     also echoes Timestamp (§8.2.6.1). ``headers`` are appended. Choosing the tag is the caller's
     job (a UAS MUST add one to every non-100 response outside a dialog, §8.2.6.2)."""
-    fields = _copy_for_response(request._fields, status, to_tag) + make_fields(headers)
+    fields = _copy_for_response(request._fields, status, to_tag, request._cache.get("to")) + make_fields(headers)
     return Response._build(status, reason, fields, body)
 
 

@@ -35,12 +35,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sipcore.headers import _BY_EXACT, _BY_LOWER, _METHODS, Field, intern_method
+from sipcore.headers import Field
 from sipcore.message import Request, Response
+from sipcore.names import _BY_EXACT, _BY_LOWER, _METHODS, CONTENT_LENGTH, intern_method
 from sipcore.syntax import (
     DEFAULT_LIMITS,
     DIGITS,
     TOKEN_CHARS,
+    Memo,
     MessageLimits,
     ParseError,
     cut,
@@ -51,6 +53,7 @@ from sipcore.syntax import (
 __all__ = ["DEFAULT_LIMITS", "MessageLimits", "ParseError", "parse_message"]
 
 _CRLF = b"\r\n"
+_STATUS_LINES = Memo(256, 64)  # "SIP/2.0 180 Ringing" -> (180, "Ringing"): peers send few different ones
 _END_OF_HEAD = b"\r\n\r\n"
 
 
@@ -91,13 +94,54 @@ class Head:
 
 def read_head(data: bytes, start: int, end: int, limits: MessageLimits) -> Head:
     """Split ``data[start:end]`` (start line + header lines, without the final CRLFCRLF)."""
-    text = data[start:end].decode("utf-8", "surrogateescape")
+    return Head(*split_head(data[start:end].decode("utf-8", "surrogateescape"), limits))
+
+
+_Split = tuple[str, list[Field], list[str], "ParseError | None"]
+
+
+def split_head(text: str, limits: MessageLimits) -> _Split:
+    """The start line, the fields, the Content-Length values and the first problem of a header
+    block. The usual block (short, no folding, no malformed line) takes one tight loop; anything
+    else starts over in :func:`_split_fields`, which bounds, unfolds and reports."""
     lines = text.split("\r\n")
     breaks = len(lines) - 1
     start_line = lines[0]
-    if text.count("\n") != breaks or text.count("\r") != breaks:
+    joined = "".join(lines)  # a CR or LF left once split on CRLF is a bare one (memchr beats counting)
+    if "\r" in joined or "\n" in joined:
         exc = ParseError("bare CR or LF in the header block (lines must end with CRLF, RFC 3261 §7)")
         raise Head(start_line, [], [], None).annotate(exc)
+    # no line is longer than the block, nor are there more fields than lines: nothing to bound
+    if len(text) <= limits.max_line_length and breaks <= limits.max_headers:
+        by_exact = _BY_EXACT.get
+        fields: list[Field] = []
+        append = fields.append
+        content_lengths: list[str] = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            hit = by_exact(name)
+            if hit is None or not colon:
+                if not colon or line[:1] in (" ", "\t"):
+                    break  # an error or folding
+                name = name.rstrip(" \t")
+                hit = by_exact(name) or _BY_LOWER.get(name.lower())
+                if hit is None:
+                    if not name or not TOKEN_CHARS.issuperset(name):
+                        break
+                    hit = (name.lower(), name)
+            if hit is CONTENT_LENGTH:
+                content_lengths.append(value.strip(" \t"))
+            else:
+                key, display = hit
+                append((key, display, value.strip(" \t")))
+        else:
+            return start_line, fields, content_lengths, None
+    return _split_fields(start_line, lines, text, limits)
+
+
+def _split_fields(start_line: str, lines: list[str], text: str, limits: MessageLimits) -> _Split:
+    """:func:`split_head` the long way: bounds (line length, field count), unfolding (§7.3.1)
+    and, for a malformed line, the first problem, the lines around it still split."""
     problem: ParseError | None = None
     if len(start_line) > limits.max_line_length:
         is_request = start_line[:4].upper() != "SIP/"
@@ -142,16 +186,14 @@ def read_head(data: bytes, start: int, end: int, limits: MessageLimits) -> Head:
             if len(line) > max_line:
                 first_problem = first_problem or ParseError(f"header {hit[1]} longer than {max_line} characters")
                 continue
-            key = hit[0]
-            if key == "content-length":
+            if hit is CONTENT_LENGTH:
                 content_lengths.append(value.strip(" \t"))
             else:
-                append((key, hit[1], value.strip(" \t")))
+                append((hit[0], hit[1], value.strip(" \t")))
         if not folded:
             break
         lines, unfolded = _unfold(lines), True
-    problem = first_problem
-    return Head(start_line, fields, content_lengths, problem)
+    return start_line, fields, content_lengths, first_problem
 
 
 def _unfold(lines: list[str]) -> list[str]:
@@ -192,54 +234,83 @@ def build_message(head: Head, body: bytes) -> Request | Response:
     try:
         if head.problem is not None:
             raise head.problem
-        line = head.start_line
-        if line[:4].upper() == "SIP/":
-            version, _, rest = line.partition(" ")
-            code, _, reason = rest.partition(" ")
-            if len(code) != 3 or not DIGITS.issuperset(code) or code[0] not in "123456":
-                raise ParseError(f"bad status code {cut(code)}")
-            return Response._from_wire(int(code), reason, _version(version), head.fields, body)
-        parts = line.split(" ")
-        if len(parts) != 3:
-            raise ParseError(f"request line is not 'Method SP Request-URI SP SIP-Version': {cut(line)}")
-        method, uri_text, version = parts
-        known = _METHODS.get(method)
-        if known is not None:
-            method = known
-        elif not is_token(method):
-            raise ParseError(f"bad method {cut(method)}")
-        if not uri_text:
-            raise ParseError("empty Request-URI")
-        return Request._from_wire(method, uri_text, _version(version), head.fields, body)
+        return _build(head.start_line, head.fields, body)
     except ParseError as exc:
         raise head.annotate(exc) from None
+
+
+def _build(line: str, fields: list[Field], body: bytes) -> Request | Response:
+    if line[:4].upper() == "SIP/":
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if len(code) != 3 or not DIGITS.issuperset(code) or code[0] not in "123456":
+            raise ParseError(f"bad status code {cut(code)}")
+        return Response._from_wire(int(code), reason, _version(version), fields, body)
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise ParseError(f"request line is not 'Method SP Request-URI SP SIP-Version': {cut(line)}")
+    method, uri_text, version = parts
+    known = _METHODS.get(method)
+    if known is not None:
+        method = known
+    elif not is_token(method):
+        raise ParseError(f"bad method {cut(method)}")
+    if not uri_text:
+        raise ParseError("empty Request-URI")
+    return Request._from_wire(method, uri_text, _version(version), fields, body)
 
 
 def parse_message(data: bytes, *, limits: MessageLimits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one message from a datagram (UDP, or any packet transport). Raises ParseError only."""
     if not isinstance(data, bytes):
         data = bytes(data)
-    if len(data) > limits.max_message_size:
-        raise ParseError(f"message of {len(data)} bytes exceeds {limits.max_message_size}", status=513)
+    size = len(data)
+    if size > limits.max_message_size:
+        raise ParseError(f"message of {size} bytes exceeds {limits.max_message_size}", status=513)
     start = 0
     while data.startswith(_CRLF, start):  # §7.5: CRLFs before the start line are ignored
         start += 2
     end = data.find(_END_OF_HEAD, start)
     if end >= 0:
         body_start = end + 4
-    elif start == len(data):
+    elif start == size:
         raise ParseError("no message, only CRLF (a keep-alive?)")
     elif data.endswith(_CRLF):
-        end = body_start = len(data) - 2  # tolerated: the datagram ends before the empty line
+        end = body_start = size - 2  # tolerated: the datagram ends before the empty line
     else:
         raise ParseError("the header block does not end with an empty line")
-    head = read_head(data, start, end, limits)
-    length = head.content_length()
-    if length is None:
+    line, fields, lengths, problem = split_head(data[start:end].decode("utf-8", "surrogateescape"), limits)
+    if not lengths:
         body = data[body_start:]  # §18.3: no Content-Length on a datagram: up to its end
     else:
-        if body_start + length > len(data):  # RFC 4475 §3.1.2.2
-            raise head.annotate(ParseError(
-                f"Content-Length {length} but only {len(data) - body_start} body bytes"))
+        first = lengths[0]
+        if len(lengths) == 1 and len(first) < 10 and first.isdigit() and first.isascii():
+            length = int(first)
+        else:
+            got = Head(line, fields, lengths, problem).content_length()  # raises, or allows repeats
+            length = 0 if got is None else got
+        if body_start + length > size:  # RFC 4475 §3.1.2.2
+            raise Head(line, fields, lengths, problem).annotate(ParseError(
+                f"Content-Length {length} but only {size - body_start} body bytes"))
         body = data[body_start:body_start + length]
-    return build_message(head, body)
+    if problem is None:
+        # the usual start lines, checked as _build would; anything else goes through it
+        status = _STATUS_LINES.get(line)
+        if status is not None:
+            return Response._from_wire(status[0], status[1], "SIP/2.0", fields, body)  # type: ignore[index]
+        if line[:8] == "SIP/2.0 ":
+            code = line[8:11]
+            if line[11:12] in (" ", "") and code[:1] in "123456" and DIGITS.issuperset(code) and len(code) == 3:
+                _STATUS_LINES.remember(line, (int(code), line[12:]))
+                return Response._from_wire(int(code), line[12:], "SIP/2.0", fields, body)
+        elif line[-8:] == " SIP/2.0":
+            method, space, uri_text = line[:-8].partition(" ")
+            known = _METHODS.get(method)
+            if known is not None and uri_text and " " not in uri_text:
+                return Request._from_wire(known, uri_text, "SIP/2.0", fields, body)
+    try:
+        if problem is not None:
+            raise problem
+        return _build(line, fields, body)
+    except ParseError as exc:
+        raise Head(line, fields, lengths, problem).annotate(exc) from None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from sipcore.syntax import (
     ALPHANUM,
+    DIGITS,
     RESERVED,
     UNRESERVED,
     Memo,
@@ -36,10 +37,11 @@ from sipcore.syntax import (
     has_param,
     is_digits,
     render_params,
+    trusted_constructor,
     unescape,
 )
 
-__all__ = ["AbsoluteUri", "SipUri", "Uri", "check_host", "parse_hostport", "parse_uri"]
+__all__ = ["AbsoluteUri", "SipUri", "Uri", "check_host", "host_ok", "parse_hostport", "parse_uri", "parse_uri_or_none"]
 
 _USER_CHARS = UNRESERVED | frozenset("&=+$,;?/%")
 _PASSWORD_CHARS = UNRESERVED | frozenset("&=+$,%")
@@ -286,9 +288,87 @@ def parse_uri(text: str) -> Uri:
     hit = _MEMO.get(text)
     if hit is not None:
         return hit  # type: ignore[return-value]
-    uri = _parse_uri(text)
+    uri = _scan_sip_uri(text) or _parse_uri(text)
     _MEMO.remember(text, uri)
     return uri
+
+
+def parse_uri_or_none(text: str) -> Uri | None:
+    """:func:`parse_uri`, None instead of ParseError (for the scanners of other records)."""
+    hit = _MEMO.get(text)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    uri: Uri | None = _scan_sip_uri(text)
+    if uri is None:
+        try:
+            uri = _parse_uri(text)
+        except ParseError:
+            return None
+    _MEMO.remember(text, uri)
+    return uri
+
+
+_new_sip_uri = trusted_constructor(SipUri, "host", "user", "password", "port", "params", "headers", "secure")
+_SCAN_USER_CHARS = _USER_CHARS - frozenset("%?:")
+_SCAN_PARAM_CHARS = (_PARAM_CHARS - frozenset("%")) | frozenset(";=")
+
+
+def host_ok(host: str) -> bool:
+    """:func:`check_host` as a test (for the scanners, which never raise)."""
+    if host in _GOOD_HOSTS:
+        return True
+    try:
+        _check_host(host)
+    except ParseError:
+        return False
+    _GOOD_HOSTS.remember(host, True)
+    return True
+
+
+def _scan_sip_uri(text: str) -> SipUri | None:
+    """The usual ``sip:user@host:port;param=value`` (lowercase scheme, no escapes, no password,
+    no URI headers, no IPv6): what :func:`_parse_uri` returns, or None to let it decide.
+
+    Proof by character classes: the user part holds only user chars (without ``%``, so no
+    escape to check), the host passes :func:`check_host`, the port is at most 5 digits and
+    65535, and the parameters hold only paramchars, ``;`` and ``=`` (names and values
+    non-empty, one ``=`` per piece)."""
+    if text[:4] == "sip:":
+        rest, secure = text[4:], False
+    elif text[:5] == "sips:":
+        rest, secure = text[5:], True
+    else:
+        return None
+    user: str | None = None
+    at = rest.find("@")
+    if at >= 0:
+        user = rest[:at]
+        if not user or not _SCAN_USER_CHARS.issuperset(user):
+            return None
+        rest = rest[at + 1:]
+    hostport, semi, param_text = rest.partition(";")
+    host, colon, port_text = hostport.partition(":")
+    if host not in _GOOD_HOSTS and (host[:1] == "[" or not host_ok(host)):
+        return None
+    port: int | None = None
+    if colon:
+        if not port_text or len(port_text) > 5 or not DIGITS.issuperset(port_text):
+            return None
+        port = int(port_text)
+        if port > 65535:
+            return None
+    params: Params = ()
+    if semi:
+        if not _SCAN_PARAM_CHARS.issuperset(param_text):
+            return None
+        items = []
+        for piece in param_text.split(";"):
+            name, eq, value = piece.partition("=")
+            if not name or (eq and (not value or "=" in value)):
+                return None
+            items.append((name.lower(), value if eq else None))
+        params = tuple(items)
+    return _new_sip_uri(host, user, None, port, params, (), secure)
 
 
 def _parse_uri(text: str) -> Uri:

@@ -87,7 +87,7 @@ async def test_ring_timeout_cancels_and_reoffers_to_the_next_agent(sip_core: Sip
     await wait_for(lambda: states[-1:] == [("ended", a2, "caller_hangup")])
     assert states == [("queued", None, None), ("offering", a1, None), ("queued", None, None),
                       ("offering", a2, None), ("connected", a2, None), ("ended", a2, "caller_hangup")]
-    assert (await admin.request("calls.list")) == {"calls": []}
+    assert (await admin.request("calls.list")) == {"calls": [], "trunks": {}}
     await admin.close()
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     row = await sip_core.pool.fetchrow("SELECT * FROM cc.call_history")

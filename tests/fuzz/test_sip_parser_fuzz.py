@@ -209,3 +209,97 @@ def test_stream_chunking_does_not_change_the_events(pieces: list[bytes], data: s
     decoder = StreamDecoder(limits)
     _events(decoder, chunks)
     assert decoder.buffered <= limits.max_message_size + max((len(c) for c in chunks), default=0)
+
+
+# --- the scanners (fast paths) against the full parsers ----------------------------------------------
+# A scanner either declines (None) or returns exactly what the full parser returns; it never
+# accepts what the full parser refuses. Values are drawn near the usual shapes, then damaged.
+
+def _full(parser, text):  # type: ignore[no-untyped-def]
+    try:
+        return ("ok", parser(text))
+    except ParseError:
+        return ("refused", None)
+
+
+def _agrees(scanner, parser, text: str) -> None:  # type: ignore[no-untyped-def]
+    got = scanner(text)
+    if got is not None:
+        assert _full(parser, text) == ("ok", got), text
+        assert repr(got) == repr(parser(text)) and type(got) is type(parser(text))
+
+
+_HOSTS = st.sampled_from(["example.com", "h.example.com", "192.0.2.1", "256.1.1.1", "a..b", "-a.com", "x",
+                          "[2001:db8::1]", "", "h_x", "example.com.", "1.2.3", "ex ample"])
+_PORTS = st.sampled_from(["", ":5060", ":0", ":65535", ":65536", ":00005", ":", ":12a", ":123456"])
+_TOKENS = st.sampled_from(["a", "Tag", "branch", "z9hG4bK1", "rport", "x-y.z", "lr", "TRANSPORT", "", "a b",
+                           "é", "a%20", "[x]", "a:b", '"q"', "a=b", "1.2.3.4"])
+_PARAMS = st.lists(st.tuples(_TOKENS, st.one_of(st.none(), _TOKENS)), max_size=3).map(
+    lambda ps: "".join(f";{n}" if v is None else f";{n}={v}" for n, v in ps))
+_USERS = st.sampled_from(["", "alice", "+4930", "a;b=c", "a:pw", "a%41", "a?b", "a b", "u.s-e_r", "a@b"])
+_URIS = st.builds(lambda scheme, user, host, port, params: f"{scheme}{'' if user is None else user + '@'}"
+                  f"{host}{port}{params}", st.sampled_from(["sip:", "sips:", "SIP:", "tel:", "si p:"]),
+                  st.one_of(st.none(), _USERS), _HOSTS, _PORTS, _PARAMS)
+_DISPLAYS = st.sampled_from(["", "Bob ", "Bob", '"Alice A." ', '"A\\"B" ', '"a<b" ', "a  b ", " Bob ", "B\tb ",
+                             '"x"', '"" ', "a;b ", "a>b "])
+_NAME_ADDRS = st.one_of(st.builds(lambda d, u, p: f"{d}<{u}>{p}", _DISPLAYS, _URIS, _PARAMS),
+                        st.builds(lambda u, p: f"{u}{p}", _URIS, _PARAMS))
+_VIAS = st.builds(lambda proto, transport, host, port, params: f"{proto}{transport} {host}{port}{params}",
+                  st.sampled_from(["SIP/2.0/", "SIP / 2.0 / ", "sip/2.0/", "SIP/2.1/"]),
+                  st.sampled_from(["UDP", "udp", "TCP", "TLS", "WS", "X y", ""]), _HOSTS, _PORTS, _PARAMS)
+_CSEQS = st.builds(lambda n, sp, m: f"{n}{sp}{m}", st.sampled_from(["1", "0", "999999999", "4294967295",
+                                                                     "4294967296", "", "-1", "1a", "0001"]),
+                   st.sampled_from([" ", "  ", "\t", ""]), st.sampled_from(["INVITE", "BYE", "FOO", "invite", ""]))
+
+
+@st.composite
+def _damaged(draw: st.DrawFn, base: st.SearchStrategy[str]) -> str:
+    text = draw(base)
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text)))
+        if draw(st.booleans()):
+            text = text[:at] + draw(st.sampled_from(list("aZ09.-_~!*'()%+`:;,=@/?&$[]<>\"\\ \t\r\n\x00é"))) + text[at:]
+        else:
+            text = text[:at] + text[at + 1:]
+    return text
+
+
+@FAST
+@given(_damaged(_VIAS), _damaged(_NAME_ADDRS), _damaged(_URIS), _damaged(_CSEQS), _damaged(_PARAMS))
+def test_scanners_agree_with_the_full_parsers(via: str, name_addr: str, uri: str, cseq: str, params: str) -> None:
+    from sipcore import headers
+    from sipcore import uri as uri_module
+    from sipcore.syntax import check_params, parse_params, scan_params
+    _agrees(headers._scan_via, headers._parse_via, via)
+    _agrees(headers._scan_name_addr, headers._parse_name_addr, name_addr)
+    _agrees(uri_module._scan_sip_uri, uri_module._parse_uri, uri)
+    _agrees(headers._scan_cseq, headers._parse_cseq, cseq)
+    _agrees(scan_params, lambda text: check_params(parse_params(text), "test"), params[1:])
+
+
+@FAST
+@given(st.builds(lambda d, u, p: f"{d}<{u}>{p}", _DISPLAYS, _URIS, _PARAMS), _TOKENS, _TOKENS, _PARAMS)
+def test_remembered_shapes_only_shortcut(prefix: str, tag1: str, tag2: str, tail: str) -> None:
+    """Values that share the text around their tag (or branch) share a remembered shape; the
+    second one must still parse exactly as the full parser says."""
+    from sipcore import headers
+    for first, second, parser in (
+            (f"{prefix};tag={tag1}", f"{prefix};tag={tag2}", headers._parse_name_addr),
+            (f"SIP/2.0/UDP h.example.com;branch={tag1}{tail}", f"SIP/2.0/UDP h.example.com;branch={tag2}{tail}",
+             headers._parse_via)):
+        scanner = headers._scan_name_addr if parser is headers._parse_name_addr else headers._scan_via
+        _agrees(scanner, parser, first)
+        _agrees(scanner, parser, second)
+
+
+@FAST
+@given(fragments(30))
+def test_call_id_and_max_forwards_checks(text: str) -> None:
+    from sipcore.syntax import WORD_CHARS
+    from sipcore.validation import check_call_id, check_max_forwards
+    left, at, right = text.partition("@")
+    expected = bool(left) and WORD_CHARS.issuperset(left) and (not at or (bool(right) and WORD_CHARS.issuperset(right)))
+    assert (_attempt(check_call_id, [text]) is not None) == expected
+    digits = text.strip("é")
+    mf = _attempt(check_max_forwards, digits)
+    assert mf is None or (digits.isascii() and digits.isdigit() and int(digits) == mf <= 255)

@@ -443,3 +443,97 @@ def test_parse_memo_is_bounded_and_shares_immutable_records() -> None:
     first, second = req(invite()), req(invite())
     assert first.from_ is second.from_  # the same raw value parses once
     assert isinstance(first.with_header("X", "1"), Request)
+
+
+# --- with_top_via ------------------------------------------------------------------------------------
+
+STAMPED = Via("UDP", "pc33.atlanta.example.com", 5060,
+              (("branch", "z9hG4bK776asdhds"), ("rport", "5062"), ("received", "192.0.2.7")))
+
+
+def test_with_top_via_replaces_only_the_first_value() -> None:
+    msg = req(invite())
+    msg.validate()
+    stamped = msg.with_top_via(STAMPED)
+    assert stamped.header_values("Via") == [str(STAMPED), msg.header_values("Via")[1]]
+    assert stamped.via is STAMPED and stamped.vias[0] is STAMPED and stamped.vias[1] == msg.vias[1]
+    assert stamped.cseq is msg.cseq and stamped.from_ is msg.from_ and stamped.uri is msg.uri  # cache kept
+    assert [n for n, _ in stamped.headers] == [n for n, _ in msg.headers]
+    assert msg.via.received is None and msg.header("Via") != stamped.header("Via")  # the original is unchanged
+    stamped.validate()
+    again = req(bytes(stamped))
+    again.validate()
+    assert again.vias == stamped.vias and bytes(again) == bytes(stamped)
+
+
+def test_with_top_via_keeps_the_other_values_of_the_line() -> None:
+    data = invite().replace(b"Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport\r\n",
+                            b"v: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport ,"
+                            b" SIP/2.0/TCP p1.example.com;branch=z9hG4bKp1\r\n")
+    msg = req(data)
+    stamped = msg.with_top_via(STAMPED)  # not validated: the cache has no Via list yet
+    assert stamped.header_values("Via") == [str(STAMPED), "SIP/2.0/TCP p1.example.com;branch=z9hG4bKp1",
+                                            msg.header_values("Via")[2]]
+    assert [v.host for v in stamped.vias] == ["pc33.atlanta.example.com", "p1.example.com", "[2001:db8::9:1]"]
+    response = parse_message(bytes(make_response(stamped, 200, to_tag="t")))
+    assert response.via == STAMPED and len(response.vias) == 3
+
+
+def test_with_top_via_refuses() -> None:
+    msg = build_request()
+    with pytest.raises(TypeError):
+        msg.with_top_via("SIP/2.0/UDP h.example.com")  # type: ignore[arg-type]
+    with pytest.raises(ParseError, match="missing Via"):
+        msg.without_header("Via").with_top_via(STAMPED)
+    ok = make_response(req(invite()), 200, to_tag="x")
+    assert ok.with_top_via(STAMPED).via == STAMPED  # responses too
+
+
+# --- the scanners: the fast path builds the very records the validating constructors build ----------
+
+def test_records_from_the_wire_equal_records_built_in_code() -> None:
+    msg = req(invite())
+    msg.validate()
+    top = msg.via
+    assert type(top) is Via and top == Via("UDP", "pc33.atlanta.example.com", 5060,
+                                           (("branch", "z9hG4bK776asdhds"), ("rport", None)))
+    assert hash(top) == hash(Via(top.transport, top.host, top.port, top.params))
+    assert msg.from_ == NameAddr(SipUri("atlanta.example.com", "alice"), "Alice A.", (("tag", "1928301774"),))
+    assert type(msg.from_) is NameAddr and type(msg.from_.uri) is SipUri
+    with pytest.raises(AttributeError):
+        top.host = "evil.example.com"  # type: ignore[misc]  # still frozen
+
+
+def test_values_sharing_a_shape_are_told_apart() -> None:
+    """A remembered shape (the text around the tag or branch) is only a shortcut: the new tag or
+    branch is checked, and anything it does not cover takes the full parser."""
+    from sipcore.headers import parse_name_addr, parse_via
+    base = '"Shape Test" <sip:shape@example.com;lr>;x=1;tag='
+    first, second = parse_name_addr(base + "one"), parse_name_addr(base + "two-2")
+    assert (first.tag, second.tag, second.param("x"), second.display_name) == ("one", "two-2", "1", "Shape Test")
+    assert second.uri is first.uri and second.params == (("x", "1"), ("tag", "two-2"))
+    assert parse_name_addr(base + '"quoted"').tag == '"quoted"'  # not a token: the full parser
+    for bad in ("", "a b", "a;", "a=b", "é"):
+        with pytest.raises(ParseError):
+            parse_name_addr(base + bad)
+    via = "SIP/2.0/UDP shape.example.com:5070;branch=z9hG4bK{};rport;received=192.0.2.9"
+    one, two = parse_via(via.format("one")), parse_via(via.format("two.2"))
+    assert two.branch == "z9hG4bKtwo.2" and two.params[1:] == one.params[1:] and two.port == 5070
+    assert parse_via(via.format("a;b")).params == (  # "b" is one more parameter
+        ("branch", "z9hG4bKa"), ("b", None), ("rport", None), ("received", "192.0.2.9"))
+    assert parse_via(via.format('"q"').replace("z9hG4bK", "")).branch == '"q"'  # quoted: the full parser
+    for bad in ("a b", "a=b", "é"):
+        with pytest.raises(ParseError):
+            parse_via(via.format(bad))
+    with pytest.raises(ParseError):
+        parse_via(via.format("").replace("z9hG4bK", ""))  # empty branch
+    assert parse_via(via.format("x").replace(";received=192.0.2.9", "")).params == \
+        (("branch", "z9hG4bKx"), ("rport", None))  # another tail: another shape
+
+
+def test_trusted_constructor_checks_the_slots() -> None:
+    from sipcore.syntax import trusted_constructor
+    build = trusted_constructor(CSeq, "number", "method")
+    assert build(7, Method.BYE) == CSeq(7, "BYE") and type(build(7, "BYE")) is CSeq
+    with pytest.raises(ValueError):
+        trusted_constructor(CSeq, "method", "number")

@@ -376,3 +376,37 @@ def test_valid_messages_through_the_stream_decoder_in_small_reads() -> None:
     messages = [e for e in events if isinstance(e, (Request, Response))]
     assert [m.to_bytes() for m in messages] == [parse_message(load(n)).to_bytes() for n in names]
     assert len(events) == 2 * len(names) - 1 and not dec.closed and dec.buffered == 0
+
+
+# --- the fast paths change nothing ------------------------------------------------------------------
+
+def _outcome(data: bytes) -> tuple[object, ...]:
+    """What the receive path makes of a datagram: the error (status, text) or the parsed records."""
+    try:
+        msg = parse_message(data)
+        msg.validate()
+    except ParseError as exc:
+        return ("error", exc.status, str(exc), exc.is_response, exc.method)
+    uri = msg.uri if isinstance(msg, Request) else None
+    return ("ok", msg.to_bytes(), msg.vias, msg.call_id, msg.cseq, msg.from_, msg.to, msg.contacts,
+            msg.record_routes, msg.content_type, msg.max_forwards, uri)
+
+
+def test_the_scanners_change_no_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every message of the archive gets the same answer (same records, same error, same words)
+    with the scanners as with the full parsers alone."""
+    from sipcore import headers, parser, uri
+    from sipcore.syntax import Memo
+    names = sorted(p.stem for p in DATA.glob("*.dat"))
+    fast = {name: _outcome(load(name)) for name in names}
+    assert headers._scan_via("SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK1") is not None  # the fast path is on
+    for module in (headers, parser, uri):
+        for attr in dir(module):
+            if attr.startswith("_scan_"):
+                monkeypatch.setattr(module, attr, lambda value: None)
+            if isinstance(getattr(module, attr), Memo):
+                monkeypatch.setattr(module, attr, Memo(max_entries=1))  # as good as no memo
+    assert headers._scan_via("SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK1") is None  # and now off
+    full = {name: _outcome(load(name)) for name in names}
+    assert full == fast
+    assert sorted(name for name, outcome in fast.items() if outcome[0] == "ok") == sorted(VALID)

@@ -132,3 +132,25 @@ def test_not_equivalent(a: str, b: str) -> None:
 def test_absolute_uri_equivalence() -> None:
     assert parse_uri("tel:%2B1").equivalent(parse_uri("TEL:+1"))
     assert not parse_uri("tel:+1").equivalent(parse_uri("tel:+2"))
+
+
+@pytest.mark.parametrize("text", [t for t, _ in PARSE] + BAD + [
+    "sip:alice@atlanta.com;transport=tcp;lr", "sip:+4930123456@203.0.113.9:5060", "sips:b@[::1]:5061",
+    "sip:a@b.c;x", "sip:a@b.c;;x", "sip:a@b.c;x=1=2", "sip:a@b.c;X=Y", "sip:a@B.C:00005", "sip:a;b=c@d.e;f"])
+def test_the_scanner_agrees_with_the_parser(text: str) -> None:
+    """The fast path takes the usual URIs and returns what the full parser returns; it declines
+    (None) whatever it does not prove, and never accepts what the parser refuses."""
+    from sipcore.uri import _parse_uri, _scan_sip_uri
+    got = _scan_sip_uri(text)
+    if got is None:
+        return
+    assert got == _parse_uri(text) and repr(got) == repr(_parse_uri(text))
+
+
+def test_the_scanner_takes_the_usual_uris() -> None:
+    from sipcore.uri import _scan_sip_uri
+    for text in ("sip:alice@atlanta.com", "sip:+4930123456@203.0.113.9:5060", "sip:p1.example.com;lr",
+                 "sips:bob@biloxi.example.com;transport=tcp"):
+        assert _scan_sip_uri(text) == parse_uri(text)
+    for text in ("sip:a%41@b.c", "sip:a:pw@b.c", "sip:a@b.c?x=y", "sip:[::1]", "SIP:a@b.c"):
+        assert _scan_sip_uri(text) is None  # left to the full parser
