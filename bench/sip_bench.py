@@ -30,6 +30,7 @@ ended in ``finally``; the temporary folder (``/tmp/cc-sipbench-*``) is removed.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import csv
@@ -216,7 +217,7 @@ def wait_bound(port: int, proc: subprocess.Popen, what: str, timeout: float = 30
 
 # ==== the systems under test =========================================================================
 
-class Sut:
+class Sut(abc.ABC):
     """One process on core 0 that takes the calls (restarted after a failing step: state is clean)."""
 
     name = ""
@@ -230,8 +231,9 @@ class Sut:
         self.logs: list[Path] = []
         self.crashes: list[dict] = []
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the system under test (a subclass per case)."""
 
     def stop(self) -> None:
         stop(self.proc)

@@ -25,7 +25,7 @@ if they contain CR, LF or NUL (header injection).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from sipcore.headers import (
     _PARSE_VIA_MEMO,
@@ -258,8 +258,8 @@ class Message:
         return exc
 
     # --- serialization ------------------------------------------------------------------------------
-    def _start_line(self) -> str:
-        raise NotImplementedError
+    if TYPE_CHECKING:   # Request and Response define it
+        def _start_line(self) -> str: ...
 
     def to_bytes(self) -> bytes:
         wire = self._wire
@@ -283,8 +283,8 @@ class Message:
         return hash(self.to_bytes())
 
     # --- builders -----------------------------------------------------------------------------------
-    def _derive(self, fields: list[Field], body: bytes | None = None) -> Self:
-        raise NotImplementedError
+    if TYPE_CHECKING:   # Request and Response define it
+        def _derive(self, fields: list[Field], body: bytes | None = None) -> Self: ...
 
     def with_header(self, name: str, value: HeaderValue) -> Self:
         """A copy with one more header line, at the end."""

@@ -214,18 +214,14 @@ class Router:
             self._logged_out(a, now, out)
 
     # ---- multi-capacity agents (implemented by slots.Slots, which Engine derives from) -----------
+    if TYPE_CHECKING:   # declared for the type checker; the methods are Slots'
+        def _gset(self, a: AgentRt, new: AgentState, reason: str, now: float, out: list[Action]) -> None: ...
 
-    def _gset(self, a: AgentRt, new: AgentState, reason: str, now: float, out: list[Action]) -> None:
-        raise NotImplementedError
+        def _g_miss(self, a: AgentRt, kind: MissKind, now: float, out: list[Action]) -> None: ...
 
-    def _g_miss(self, a: AgentRt, kind: MissKind, now: float, out: list[Action]) -> None:
-        raise NotImplementedError
+        def _g_end_wrap_up(self, a: AgentRt, reason: str, now: float, out: list[Action]) -> None: ...
 
-    def _g_end_wrap_up(self, a: AgentRt, reason: str, now: float, out: list[Action]) -> None:
-        raise NotImplementedError
-
-    def _settle(self, g: Group, now: float, out: list[Action]) -> None:
-        raise NotImplementedError
+        def _settle(self, g: Group, now: float, out: list[Action]) -> None: ...
 
     def _ready_slot(self, a: AgentRt, ch: Channel) -> AgentRt | None:
         """A READY slot of agent ``a`` that may take a contact of ``ch`` now (``a`` itself when he
