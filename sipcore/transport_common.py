@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sipcore.errors import SipError
-from sipcore.headers import _PARSE_VIA_MEMO, Via
+from sipcore.headers import Via
 from sipcore.message import Request
-from sipcore.syntax import DEFAULT_LIMITS, MessageLimits, ParseError, split_commas
+from sipcore.syntax import DEFAULT_LIMITS, MessageLimits
 
 __all__ = [
     "DEFAULT_PORT", "MAX_DATAGRAM_V4", "MAX_DATAGRAM_V6", "LogBudget", "TransportError", "TransportFailure",
@@ -214,37 +214,7 @@ def stamp_via(msg: Request, via: Via, host: str, port: int) -> Request:
     if not placed:
         out.append(("received", received))
     new_via = Via(via.transport, via.host, via.port, tuple(out), via.protocol)
-    return _with_top_via(msg, new_via)
-
-
-def _with_top_via(msg: Request, via: Via) -> Request:
-    """A copy of ``msg`` with ``via`` as its top Via value.
-
-    This reaches into :class:`~sipcore.message.Message` (same package): the public
-    ``replace_header`` would drop the other Via lines, and a copy made here keeps the parse cache
-    of the validated original (only the Via entries change), so the layers above do not parse
-    From/To/CSeq/Call-ID again."""
-    fields = msg._fields
-    i = next((n for n, field in enumerate(fields) if field[0] == "via"), -1)
-    if i < 0:  # pragma: no cover - the caller validated the message: it has a Via
-        raise ParseError("missing Via header")
-    key, name, value = fields[i]
-    text = str(via)
-    # the responses will carry this text: remember its parse, so that routing them (§18.2.2) does
-    # not parse it again (the memo is bounded, see sipcore.syntax.Memo)
-    _PARSE_VIA_MEMO.remember(text, via)
-    if "," in value:
-        rest = split_commas(value)[1:]
-        if rest:
-            text = ", ".join([text, *rest])
-    copy = msg._derive([*fields[:i], (key, name, text), *fields[i + 1:]])
-    cache = dict(msg._cache)
-    cache["via"] = via
-    vias = cache.get("via*")
-    if isinstance(vias, tuple):  # the parsed Via values, see Message._parsed_list
-        cache["via*"] = (via, *vias[1:])
-    copy._cache = cache
-    return copy
+    return msg.with_top_via(new_via)
 
 
 def response_target(via: Via, reliable: bool) -> tuple[str, int]:
