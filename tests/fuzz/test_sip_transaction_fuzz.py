@@ -30,7 +30,7 @@ from sipcore.transaction import (
     build_ack,
     new_branch,
 )
-from tests.unit.test_sip_transaction import Sim
+from tests.unit.test_sip_back_to_back import Sim
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
