@@ -390,12 +390,7 @@ class Request(Message):
         self = cls.__new__(cls)
         self._method = method
         self._uri_text = uri_text
-        self._fields = fields
-        self._body = body
-        self._version = version
-        self._index = None
-        self._cache = {}
-        self._wire = None
+        self._init_common(fields, body, version)
         return self
 
     @property
@@ -500,12 +495,7 @@ class Response(Message):
         self = cls.__new__(cls)
         self._status = status
         self._reason = reason
-        self._fields = fields
-        self._body = body
-        self._version = version
-        self._index = None
-        self._cache = {}
-        self._wire = None
+        self._init_common(fields, body, version)
         return self
 
     @property
