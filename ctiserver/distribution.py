@@ -325,16 +325,19 @@ class Distribution:
             self._timer.cancel()
 
     # ---- calls (the SIP trunk) ------------------------------------------------------------------
-    def enqueue_call(self, contact_id: str, pilot: str, caller: str, data: dict[str, Any]) -> None:
-        """A call from the trunk enters the ACD: the entry rules choose the project from the pilot,
-        the caller's number and the data. LookupError when no rule matches; AcdError if refused."""
-        project = route_entry(self.entry_rules, pilot, caller, data, datetime.now().time())
+    def enqueue_call(self, contact_id: str, pilot: str, caller: str, data: dict[str, Any], *,
+                     project: str | None = None, owner: str = "", priority: int = 0) -> None:
+        """A call from the trunk enters the ACD: into ``project`` (the IVR chose it; ``owner``, the
+        IVR's account, gets its notices), else where the entry rules say from the pilot, the
+        caller's number and the data. LookupError when no rule matches; AcdError if refused."""
         if project is None:
-            raise LookupError(f"no entry rule for pilot {pilot!r}")
+            project = route_entry(self.entry_rules, pilot, caller, data, datetime.now().time())
+            if project is None:
+                raise LookupError(f"no entry rule for pilot {pilot!r}")
         now = self.clock()
-        self._enqueue({"contact": contact_id, "project": project, "channel": "voice", "priority": 0,
-                       "enqueued_at": now, "data": {"caller": caller, "pilot": pilot, **data}, "owner": "",
-                       "preferred_agent": None, "call": True}, now, "sip")
+        self._enqueue({"contact": contact_id, "project": project, "channel": "voice", "priority": priority,
+                       "enqueued_at": now, "data": {**data, "caller": caller, "pilot": pilot}, "owner": owner,
+                       "preferred_agent": None, "call": True}, now, f"ivr:{owner}" if owner else "sip")
 
     def engine_input(self, fn: Callable[[Engine, float], list[Action]], cause: str) -> list[Action]:
         """Feed the engine an input from the telephony (a phone rang, answered, failed, hung up)."""

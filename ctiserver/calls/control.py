@@ -30,6 +30,11 @@ the contact enters the ACD. The offer to an agent is then an INVITE *without* SD
 I): the phone's 200 carries an offer, which goes to the caller in a re-INVITE (state BRIDGING);
 the caller's answer goes back to the phone in the ACK, the IVR leg is released, and the call is
 connected. A caller who refuses the re-INVITE ends the call (the agent's leg is ACKed and ended).
+An IVR that *routes* (our ivr-engine) decides itself when and where the call is queued
+(:meth:`CallControl.ivr_route`, SimProt ``ivr.route``) or transfers it (:meth:`CallControl.ivr_transfer`);
+if the ACD lets go of such a call (a callback was chosen, the queue gave up) the caller stays with
+the IVR, which tells him and hangs up. A plain IVR (any SIP UAS) only plays: its caller enters the
+ACD by the entry rules as soon as it answers.
 """
 
 from __future__ import annotations
@@ -186,6 +191,8 @@ class Call:
     transfer_leg: str | None = None        # the leg to a blind-transfer target, while it is set up
     transferred: bool = False              # the caller now talks to a transfer target, not an agent
     held: bool = False
+    answered_by_ivr: bool = False
+    ivr_routes: bool = False               # the IVR decides where the call goes (SimProt ``ivr.route``)
 
 
 class CallControl:
@@ -197,9 +204,10 @@ class CallControl:
 
     # ---- the caller ---------------------------------------------------------------------------
     def caller_invite(self, contact_id: str, leg: str, caller: str, pilot: str, sdp: bytes,
-                      data: dict | None = None, ivr: str | None = None) -> list[Action]:
+                      data: dict | None = None, ivr: str | None = None, ivr_routes: bool = False) -> list[Action]:
         """A new call to a pilot: ringback, and into the ACD (the entry rules choose the project);
-        with ``ivr`` (the IVR's URI), to the IVR first."""
+        with ``ivr`` (the IVR's URI), to the IVR first. With ``ivr_routes`` the IVR queues the call
+        itself (:meth:`ivr_route`); without, the entry rules do when the IVR answers."""
         if contact_id in self.calls or leg in self._by_leg:
             raise CallError(f"call {contact_id} / leg {leg} exists")
         call = Call(contact_id, leg, caller, pilot, sdp)
@@ -207,6 +215,7 @@ class CallControl:
         self._by_leg[leg] = call
         if ivr:
             call.state, call.ivr_leg = CallState.IVR, f"{contact_id}/ivr"
+            call.ivr_routes = ivr_routes
             self._by_leg[call.ivr_leg] = call
             return [Ring(leg), Dial(call.ivr_leg, contact_id, "", ivr, caller, sdp)]
         call.enqueued = True
@@ -214,12 +223,46 @@ class CallControl:
 
     # ---- the IVR --------------------------------------------------------------------------------
     def ivr_answered(self, leg: str, sdp: bytes) -> list[Action]:
-        """The IVR answered: the caller talks to it, and the contact enters the ACD."""
+        """The IVR answered: the caller talks to it. A plain IVR's contact enters the ACD now (entry
+        rules); an IVR that routes waits until it asks (:meth:`ivr_route`)."""
         call = self._leg(leg)
-        if leg != call.ivr_leg or call.enqueued:
+        if leg != call.ivr_leg or call.enqueued or call.answered_by_ivr:
             return []
+        call.answered_by_ivr = True
+        if call.ivr_routes:
+            return [Answer(call.caller_leg, sdp)]
         call.enqueued = True
         return [Answer(call.caller_leg, sdp), AcdEnqueue(call.contact_id, call.pilot, call.caller, {"ivr": True})]
+
+    def ivr_route(self, contact_id: str) -> Call:
+        """The IVR asks to queue its caller (the adapter enqueues; on failure it calls
+        :meth:`ivr_unroute`). Only a call talking to the IVR, not queued already, not moving."""
+        call = self._call(contact_id)
+        if not call.ivr_routes or call.ivr_leg is None or not call.answered_by_ivr:
+            raise CallError(f"call {contact_id} is not talking to a routing IVR")
+        if call.state is not CallState.IVR or call.enqueued:
+            raise CallError(f"call {contact_id} is {'queued' if call.enqueued else call.state.value}")
+        call.enqueued = True
+        return call
+
+    def ivr_unroute(self, contact_id: str) -> None:
+        call = self.calls.get(contact_id)
+        if call is not None:
+            call.enqueued = False
+
+    def ivr_transfer(self, contact_id: str, target: str) -> list[Action]:
+        """The IVR hands its caller to ``target`` (not queued: the IVR cancels first): the target is
+        called without SDP, its offer goes to the caller by re-INVITE, then the IVR leg is released.
+        If it fails the caller stays with the IVR."""
+        call = self._call(contact_id)
+        if call.state is not CallState.IVR or call.ivr_leg is None or call.enqueued or not call.answered_by_ivr:
+            raise CallError(f"call {contact_id} is {'queued' if call.enqueued else call.state.value}: only a "
+                            "call talking to the IVR, not queued, is transferred by it")
+        call.dials += 1
+        leg = f"{contact_id}/t{call.dials}"
+        call.state, call.transfer_leg = CallState.TRANSFERRING, leg
+        self._by_leg[leg] = call
+        return [Dial(leg, contact_id, "", target, call.caller, b"")]
 
     def ivr_failed(self, leg: str, status: int) -> list[Action]:
         call = self._by_leg.pop(leg, None)
@@ -240,7 +283,10 @@ class CallControl:
         if call.state is CallState.OFFERING and call.agent_leg is not None:
             out.append(Cancel(call.agent_leg))
             call.stale.add(call.agent_leg)
-        out.append(AcdCancel(call.contact_id, "ivr_hangup"))
+        elif call.state is CallState.TRANSFERRING and call.transfer_leg is not None:
+            out.append(Hangup(call.transfer_leg))
+        if call.enqueued:
+            out.append(AcdCancel(call.contact_id, "ivr_hangup"))
         return self._end(call, "ivr_hangup", out)
 
     def enqueue_failed(self, contact_id: str, status: int, reason: str) -> list[Action]:
@@ -257,6 +303,8 @@ class CallControl:
             done: list[Action] = [Hangup(call.agent_leg)] if call.agent_leg is not None else []
             if call.transfer_leg is not None:
                 done.append(Hangup(call.transfer_leg))
+            if call.ivr_leg is not None:   # (transferring away from the IVR)
+                done.append(Hangup(call.ivr_leg))
             if call.agent_id is not None:
                 done.append(AcdEnd(call.agent_id, call.contact_id))
             return self._end(call, "caller_hangup", done)
@@ -307,6 +355,14 @@ class CallControl:
         if call is None or call.transferred:   # after a transfer the call goes on without the ACD
             return []
         out: list[Action] = []
+        if call.ivr_routes and call.ivr_leg is not None and call.state in (CallState.IVR, CallState.OFFERING):
+            # a routing IVR keeps its caller (a callback was chosen, the queue gave up): it says so
+            if call.state is CallState.OFFERING and call.agent_leg is not None:
+                out.append(Cancel(call.agent_leg))
+                call.stale.add(call.agent_leg)
+            call.agent_leg = call.agent_id = None
+            call.state, call.enqueued = CallState.IVR, False
+            return out
         if call.ivr_leg is not None:
             out.append(Hangup(call.ivr_leg))
         if call.state is CallState.CONNECTED or call.state is CallState.IVR:
@@ -382,6 +438,9 @@ class CallControl:
         if call is None or leg != call.transfer_leg:
             return []
         call.transfer_leg = None
+        if call.ivr_leg is not None and call.agent_leg is None:   # the IVR's transfer: back to the IVR
+            call.state = CallState.IVR
+            return []
         call.state = CallState.CONNECTED   # back with the agent
         if call.agent_leg is None:          # ... who already left: nobody is there for the caller
             return self._end(call, f"transfer_failed:{status}", [Hangup(call.caller_leg)])
@@ -408,6 +467,10 @@ class CallControl:
             out: list[Action] = [AckAnswer(call.agent_leg, sdp)]
             if old is not None:
                 out.append(Hangup(old))
+            if call.ivr_leg is not None:   # the IVR's transfer: the IVR leg is released
+                out.append(Hangup(call.ivr_leg))
+                self._by_leg.pop(call.ivr_leg, None)
+                call.ivr_leg = None
             if agent is not None:
                 out.append(AcdEnd(agent, call.contact_id))
             return out
@@ -426,6 +489,9 @@ class CallControl:
         if call.state is CallState.TRANSFERRING and leg == call.caller_leg and call.transfer_leg is not None:
             target, call.transfer_leg = call.transfer_leg, None
             self._by_leg.pop(target, None)
+            if call.ivr_leg is not None and call.agent_leg is None:   # the IVR's transfer: back to the IVR
+                call.state = CallState.IVR
+                return [AckAnswer(target, b""), Hangup(target)]
             call.state = CallState.CONNECTED
             if call.agent_leg is None:
                 return self._end(call, f"transfer_failed:{status}", [AckAnswer(target, b""), Hangup(target),

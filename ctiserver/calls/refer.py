@@ -98,6 +98,9 @@ def notify(tel: Telephony, leg: Leg, status_line: str, *, final: bool) -> None:
 
 def transfer_done(tel: Telephony, contact_id: str, status: int) -> None:
     """The transfer a phone asked for ended: 200 (the caller moved) or the failure's status."""
+    waiter = tel.transfer_waiters.pop(contact_id, None)
+    if waiter is not None and not waiter.done():   # the IVR's ivr.transfer waits for this
+        waiter.set_result(status)
     leg_id = tel.referred.pop(contact_id, None)
     leg = tel.legs.get(leg_id or "")
     if leg is not None:

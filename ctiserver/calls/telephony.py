@@ -79,6 +79,7 @@ from .control import (
 )
 from .desktop import CallOps
 from .edge import DialPlan, RateLimiter, TrunkPeers
+from .ivr_ops import IvrOps
 from .keepalive import TrunkKeepalive
 from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite, held_offer, reap, test_answer
 from .outbound import AcdOutbound, DialOut, OutboundCalls
@@ -127,6 +128,7 @@ class Telephony:
         self.records = CallRecorder(distribution.history, distribution.account_ids.get, server,
                                     clock=distribution.clock)
         self.referred: dict[str, str] = {}   # call -> the agent leg whose REFER is being carried out
+        self.transfer_waiters: dict[str, asyncio.Future[int]] = {}   # call -> the IVR's ivr.transfer
         self.keepalive = TrunkKeepalive(settings, lambda: self.sent_by, self.records)
 
     # ---- life -----------------------------------------------------------------------------------
@@ -226,7 +228,7 @@ class Telephony:
         return {**self.records.snapshot(), "trunks": dict(self.keepalive.up)}
 
     def operations(self) -> list[Operation]:
-        return CallOps(self).operations()
+        return CallOps(self).operations() + IvrOps(self).operations()
 
     def is_call(self, contact_id: str) -> bool:
         return contact_id in self.control.calls
@@ -374,8 +376,10 @@ class Telephony:
         self.stats["calls"] += 1
         self.records.call_started(contact_id, caller, pilot, leg.id, str(peer))
         log.info("sip.call", extra={"call": contact_id, "pilot": pilot, "caller": caller, "peer": str(peer)})
-        ivr = self.settings.ivr_uri if self.settings.ivr_uri and pilot in self.settings.ivr_pilots else None
-        self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}, ivr=ivr))
+        ivr = (self.settings.ivr_uri.replace("{pilot}", pilot)
+               if self.settings.ivr_uri and pilot in self.settings.ivr_pilots else None)
+        self._perform(self.control.caller_invite(contact_id, leg.id, caller, pilot, req.body, {}, ivr=ivr,
+                                                 ivr_routes=self.settings.ivr_routing == "ivr"))
 
     def _answer_test_call(self, req: Request, txn: ServerTransaction, tag: str, now: float) -> None:
         """The test pilot: the core answers by itself (a plain UAS), to check a trunk or measure the

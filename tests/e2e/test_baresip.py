@@ -209,7 +209,8 @@ async def test_baresip_calls_through_the_ivr_and_is_bridged_to_the_agent_by_rein
     await sip_core.app.distribution.load_config()
     tel = sip_core.telephony
     ivr_port = free_port()
-    tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:ivr@127.0.0.1:{ivr_port}")
+    tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:ivr@127.0.0.1:{ivr_port}",
+                                       ivr_routing="entry_rules")
     sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")
     ivr = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(ivr_port), "-m", "1", cwd=tmp_path)
     agent_phone = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(sip_core.phones[agent]), "-m", "1",

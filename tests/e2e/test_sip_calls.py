@@ -198,7 +198,8 @@ async def test_through_the_ivr_then_bridged_to_the_agent_by_reinvite(sip_core: S
     await sip_core.app.distribution.load_config()
     ivr_port = free_port()
     tel = sip_core.telephony
-    tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:ivr@127.0.0.1:{ivr_port}")
+    tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:ivr@127.0.0.1:{ivr_port}",
+                                       ivr_routing="entry_rules")
     # the agent is not ready yet: the caller stays with the IVR until he is
     sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(a1, t, "break"), "test")
     ivr = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(ivr_port), "-m", "1", cwd=tmp_path)
