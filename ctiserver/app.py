@@ -31,6 +31,7 @@ from .distribution import TOPICS as DIST_TOPICS
 from .distribution import Distribution
 from .history import HistoryWriter
 from .http import make_app
+from .ivr_config import IvrConfig
 from .sdnotify import Notifier
 from .service import CoreService
 from .settings import Settings
@@ -94,8 +95,12 @@ class App:
             "agent": lambda principal: dist.agent_snapshot(principal.username),
             "contacts": lambda principal: dist.owner_snapshot(principal.username),
         })
+        ivr = IvrConfig(self.db.pool, s.node.name)
+        self.service.extend(ivr.operations(), {}, {})
         if s.bootstrap.demo_acd:
             await self._demo_acd(accounts)
+            await ivr.demo()
+            await self._demo_ivr_account(accounts)
         if s.sip.enabled and s.sip.demo_phones:
             await self._demo_phones()
         await dist.load()
@@ -163,6 +168,23 @@ class App:
             await pool.executemany("INSERT INTO cc.agent_skills (account_id, skill, level) VALUES ($1, $2, $3)",
                                    [(account.id, k, v) for k, v in sk.items()])
         log.warning("bootstrap.demo_acd", extra={"projects": 3, "agents": len(skills)})
+
+    async def _demo_ivr_account(self, accounts: AccountStore) -> None:
+        """Demo: the IVR's service account, its password in ``ivr.password_file`` (0600) for ivr-engine."""
+        path = Path(self.settings.ivr.password_file)
+        if await accounts.get(self.settings.ivr.user) is not None and path.exists():
+            return
+        password = secrets.token_urlsafe(16)
+        if await accounts.get(self.settings.ivr.user) is None:
+            await accounts.create(self.settings.ivr.user, password, kind="service", display_name="IVR engine")
+        else:
+            await accounts.set_password(self.settings.ivr.user, password)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(password + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        log.warning("bootstrap.ivr_account", extra={"user": self.settings.ivr.user, "password_file": str(path)})
 
     async def _demo_phones(self) -> None:
         """Demo: workplaces demo-1..4 with static phones sip:agentN@127.0.0.1:509N (README)."""

@@ -21,6 +21,8 @@ from typing import Any
 from simprot.client import SimProtClient
 from simprot.errors import ConnectionClosed, RequestError
 
+from . import ctl_ivr
+
 
 class UsageError(Exception):
     pass
@@ -300,7 +302,8 @@ COMMANDS = {"status": cmd_status, "watch": cmd_watch, "accounts": cmd_accounts,
             "workplaces": cmd_workplaces, "sessions": cmd_sessions, "message": cmd_message,
             "agents": cmd_agents, "projects": cmd_projects, "contacts": cmd_contacts, "calls": cmd_calls,
             "force": cmd_force,
-            "enqueue": cmd_enqueue, "pause": cmd_pause, "resume": cmd_pause}
+            "enqueue": cmd_enqueue, "pause": cmd_pause, "resume": cmd_pause,
+            "ivr": lambda client, args: ctl_ivr.cmd_ivr(client, args, _print, table)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -365,6 +368,7 @@ def _parser() -> argparse.ArgumentParser:
         pz = sub.add_parser(verb, help=what)
         pz.add_argument("what", choices=["project", "channel"])
         pz.add_argument("name", help="project id, or voice / chat / email")
+    ctl_ivr.add_parser(sub)
     e = sub.add_parser("enqueue", help="put a test contact into a project (needs contacts.enqueue)")
     e.add_argument("project")
     e.add_argument("--priority", type=int, default=0)
@@ -378,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         return uvloop.run(_run(args))
-    except UsageError as exc:
+    except (UsageError, ctl_ivr.UsageError) as exc:
         print(f"ctictl: {exc}", file=sys.stderr)
         return 2
     except RequestError as exc:

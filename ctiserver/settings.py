@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["BootstrapSettings", "ConfigError", "DatabaseSettings", "HttpSettings", "LogSettings",
-           "NodeSettings", "Settings", "SimProtSettings", "SipSettings", "load_settings", "mask_dsn",
+           "IvrSettings", "NodeSettings", "Settings", "SimProtSettings", "SipSettings", "load_settings", "mask_dsn",
            "settings_to_dict"]
 
 ENVIRONMENTS = ("demo", "production", "training", "test")  # SPEC ARCH-8
@@ -130,6 +130,27 @@ class SipSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IvrSettings:
+    """The ivr-engine daemon (docs/ivr.md): its SIP side, its media, and how it reaches the core."""
+
+    host: str = "127.0.0.1"          # SIP (UDP and TCP) and RTP listen address
+    port: int = 5070                 # SIP; 0 = pick a free one
+    advertise: str = ""              # host[:port] in Contact when it differs (NAT)
+    rtp_port_min: int = 40000        # RTP ports, one per leg (even numbers; RTCP is not received)
+    rtp_port_max: int = 49999
+    trunk_peers: tuple[str, ...] = ("127.0.0.1",)   # who may send INVITEs (the core's address)
+    core: tuple[str, ...] = ("127.0.0.1:7400",)     # the core's SimProt servers, host:port
+    user: str = "ivr"                # the IVR's service account on the core
+    password_file: str = "var/ivr.secret"   # its password (one line); the demo bootstrap writes it
+    prompts: str = "prompts"         # the IVR repository folder: <prompts>/<language>/<name>.wav
+    tts: str = "espeak-ng"           # text-to-speech command (IVR-4); "" = tts: prompts are an error
+    tts_cache: str = "var/tts"       # generated speech, by voice and text
+    variables: tuple[str, ...] = ()  # "name=value" given to every flow (e.g. ehic_base=http://...)
+    max_legs: int = 2000             # concurrent calls; beyond, INVITEs get 503
+    config_refresh: float = 30.0     # seconds between re-reading the flows and holidays from the core
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     simprot: SimProtSettings = field(default_factory=SimProtSettings)
@@ -138,6 +159,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
     sip: SipSettings = field(default_factory=SipSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
 
 
 _SECTIONS: dict[str, type] = {f.name: f.type for f in fields(Settings)}  # type: ignore[misc]
@@ -386,6 +408,30 @@ def _validate(s: Settings) -> None:
     _one_of("log.format", s.log.format, LOG_FORMATS)
     _validate_bootstrap(s.bootstrap, s.node.environment)
     _validate_sip(s.sip, s.node.environment)
+    _validate_ivr(s.ivr)
+
+
+def _validate_ivr(ivr: IvrSettings) -> None:
+    import ipaddress
+    _bounds("ivr.port", ivr.port, 0, 65535)
+    _bounds("ivr.rtp_port_min", ivr.rtp_port_min, 1024, 65534)
+    _bounds("ivr.rtp_port_max", ivr.rtp_port_max, ivr.rtp_port_min + 1, 65535)
+    _require(ivr.rtp_port_max - ivr.rtp_port_min + 1 >= ivr.max_legs, "ivr.rtp_port_max",
+             f"fewer RTP ports than ivr.max_legs ({ivr.max_legs}) need")
+    _bounds("ivr.max_legs", ivr.max_legs, 1, 100_000)
+    _bounds("ivr.config_refresh", ivr.config_refresh, 1.0, 3600.0)
+    _require(bool(ivr.core), "ivr.core", "at least one host:port")
+    for entry in ivr.core:
+        _require(_peer_ok(entry), "ivr.core", f"expected host:port, got {_short(entry)}")
+    for entry in ivr.trunk_peers:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("ivr.trunk_peers", f"expected an IP address or network, got {_short(entry)}") from None
+    for entry in ivr.variables:
+        _require(bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,39}=.*", entry)), "ivr.variables",
+                 f"expected name=value, got {_short(entry)}")
+    _require(bool(ivr.user), "ivr.user", "the IVR's account name is needed")
 
 
 def _validate_sip(sip: SipSettings, environment: str) -> None:

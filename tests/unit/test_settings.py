@@ -340,7 +340,7 @@ def test_settings_to_dict_masks_secrets() -> None:
     assert out["bootstrap"] == {"admin_user": "admin", "admin_password": "***", "demo_acd": False}
     assert out["simprot"]["peers"] == ["cc2:7400"]
     assert "s3cr" not in repr(out) and "hunter2" not in repr(out)
-    assert set(out) == {"node", "simprot", "http", "database", "log", "bootstrap", "sip"}
+    assert set(out) == {"node", "simprot", "http", "database", "log", "bootstrap", "sip", "ivr"}
 
 
 def test_settings_to_dict_leaves_empty_password_visible() -> None:
@@ -386,3 +386,18 @@ def test_sip_section_defaults_and_networks(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, '[sip]\nenabled = true\ntrunk_peers = ["10.1.0.0/16", "::1"]\n'), env={})
     assert s.sip.enabled and s.sip.port == 5060 and s.sip.trunk_peers == ("10.1.0.0/16", "::1")
     assert not load_settings(None, env={}).sip.enabled
+
+
+def test_ivr_section_is_checked_and_names_the_key() -> None:
+    s = load_settings(None, env={}, overrides=["ivr.port=5071", "ivr.variables=ehic_base=http://127.0.0.1:1/x,a=b"])
+    assert s.ivr.port == 5071 and s.ivr.variables == ("ehic_base=http://127.0.0.1:1/x", "a=b")
+    for override, key in (("ivr.core=nohost", "ivr.core"), ("ivr.variables=1bad=x", "ivr.variables"),
+                          ("ivr.trunk_peers=somewhere", "ivr.trunk_peers"),
+                          ("ivr.rtp_port_max=40010", "ivr.rtp_port_max"),
+                          ("ivr.config_refresh=0", "ivr.config_refresh"), ("ivr.user=", "ivr.user")):
+        with pytest.raises(ConfigError) as err:
+            load_settings(None, env={}, overrides=[override])
+        assert err.value.key == key, override
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={}, overrides=["sip.ivr_routing=sometimes"])
+    assert err.value.key == "sip.ivr_routing"
