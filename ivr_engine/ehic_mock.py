@@ -12,7 +12,8 @@ last   answer                                       last   answer
 1      Priznak 1, Platnost N (card not valid)       6      no answer for 30 s (the IVR's timeout)
 2      Priznak 1, Platnost P (insurance unsuitable) 7      malformed JSON
 3      Priznak 9, Platnost Y (several records)      8      HTTP 500
-4      Priznak 0, Platnost X (no such card)         other  Priznak -2 (bad input: not 9-20 digits)
+4      Priznak 0, Platnost X (no such card)         other  Priznak -2 (bad input: not 9-20 digits,
+                                                           or starting with 000)
 =====  ===========================================  =====  ===========================================
 
     python -m ivr_engine.ehic_mock [--host 127.0.0.1] [--port 8090]
@@ -26,14 +27,15 @@ import asyncio
 from aiohttp import web
 
 BASE = "/vzp/api/RszpEHIC"
+SEEN = web.AppKey("seen", list)   # the card numbers asked for, in order (the tests read it)
 ANSWERS = {"0": ("1", "A"), "9": ("1", "A"), "1": ("1", "N"), "2": ("1", "P"), "3": ("9", "Y"), "4": ("0", "X"),
            "5": ("-1", "")}
 
 
 async def verify(request: web.Request) -> web.Response:
     number = request.match_info["number"]
-    request.app["seen"].append(number)
-    if not (number.isdigit() and 9 <= len(number) <= 20):
+    request.app[SEEN].append(number)
+    if not (number.isdigit() and 9 <= len(number) <= 20) or number.startswith("000"):
         return web.json_response({"Priznak": "-2", "Platnost": ""})
     last = number[-1]
     if last == "6":
@@ -48,7 +50,7 @@ async def verify(request: web.Request) -> web.Response:
 
 def make_app() -> web.Application:
     app = web.Application()
-    app["seen"] = []
+    app[SEEN] = []
     app.router.add_get(BASE + "/Verify/{number}", verify)
     return app
 

@@ -2,7 +2,8 @@
 process, its log, and remote control over ``ctrl_tcp``.
 
 No sound card here: the audio source is ``aufile`` playing a generated WAV (a 440 Hz tone, 8 kHz
-mono S16LE, what ``aufile`` 1.0 insists on), the player ``aubridge`` with a device nobody bridges
+mono S16LE, what ``aufile`` 1.0 insists on; as long as baresip lives, since baresip hangs up its
+call when the file ends), the player ``aubridge`` with a device nobody bridges
 (it takes the decoded audio and drops it). ``ctrl_tcp`` speaks netstrings of JSON: we send
 ``{"command": "dial", "params": "sip:...", "token": "t1"}``, it answers
 ``{"response": true, "ok": true, "data": "...", "token": "t1"}`` and reports events
@@ -19,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import re
 import shutil
-import struct
 import wave
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tests.e2e.conftest import free_port
 
@@ -38,13 +39,16 @@ def write_tone(path: Path, seconds: float = 5.0, freq: float = 440.0, rate: int 
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate)))
-                               for i in range(int(rate * seconds))))
+        t = np.arange(int(rate * seconds)) / rate
+        w.writeframes((8000 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes())
     return path
 
 
-def write_config(folder: Path, accounts: list[str], *, sip_port: int, ctrl_port: int, wav: Path) -> None:
-    """``config`` and ``accounts`` for baresip 1.0 in ``folder`` (one account line each)."""
+def write_config(folder: Path, accounts: list[str], *, sip_port: int, ctrl_port: int, wav: Path,
+                 record: Path | None = None) -> None:
+    """``config`` and ``accounts`` for baresip 1.0 in ``folder`` (one account line each). With
+    ``record``, the ``sndfile`` module writes what baresip hears (``dump-*-dec.wav``) and what it
+    sends (``-enc.wav``) there."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config").write_text(f"""\
 poll_method\t\tepoll
@@ -65,7 +69,7 @@ module_tmp\t\taccount.so
 module_app\t\tmenu.so
 module_app\t\tctrl_tcp.so
 ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}
-""")
+""" + (f"module\t\t\tsndfile.so\nsnd_path\t\t{record}\n" if record is not None else ""))
     (folder / "accounts").write_text("".join(line + "\n" for line in accounts))
 
 
@@ -85,14 +89,18 @@ class Baresip:
         self._tokens = 0
 
     @classmethod
-    async def start(cls, folder: Path, accounts: list[str], *, seconds: int = 20, trace: bool = True) -> Baresip:
+    async def start(cls, folder: Path, accounts: list[str], *, seconds: int = 20, trace: bool = True,
+                    record: bool = False) -> Baresip:
         """Write the config into ``folder``, start baresip (quitting by itself after ``seconds``)
         and connect to its ``ctrl_tcp``."""
         if BARESIP is None:
             raise AssertionError("baresip is not installed: apt-get install baresip-core")
         sip_port, ctrl_port = free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        write_config(folder, accounts, sip_port=sip_port, ctrl_port=ctrl_port, wav=write_tone(folder / "tone.wav"))
+        if record:
+            (folder / "rec").mkdir(exist_ok=True)
+        write_config(folder, accounts, sip_port=sip_port, ctrl_port=ctrl_port,
+                     wav=write_tone(folder / "tone.wav", seconds + 5.0), record=folder / "rec" if record else None)
         argv = [BARESIP, "-f", str(folder), "-t", str(seconds)] + (["-s"] if trace else [])
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE,

@@ -1,0 +1,149 @@
+"""The IVR end to end: a real softphone (baresip) dials pilot 100 through the core, walks the demo
+flow of ivr-engine by RFC 4733 digits, checks its EHIC card against the register stand-in, is
+queued and bridged to an agent's phone (sipp) by re-INVITE; what it heard is recorded and the
+prompts are found in it, in order, by cross-correlation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ivr_engine import ehic_mock
+from ivr_engine.demo_prompts import make_demo_prompts
+from ivr_engine.engine import Run
+from ivr_engine.tts import Speaker
+from tests.e2e.baresip import Baresip
+from tests.e2e.conftest import SipCore, sipp, sipp_errors
+from tests.e2e.ivr_stack import IvrStack, locate, read_recording, start_ivr
+
+
+@pytest.fixture(scope="session")
+def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo prompts, spoken once per test session with espeak-ng (./dev test installs it)."""
+    folder = tmp_path_factory.mktemp("prompts")
+    make_demo_prompts(folder, Speaker("espeak-ng", folder / "tts"))
+    return folder
+
+
+@pytest.fixture
+async def ivr(sip_core: SipCore, prompts: Path, tmp_path: Path) -> AsyncIterator[IvrStack]:
+    stack = await start_ivr(sip_core, prompts, tmp_path)
+    yield stack
+    await stack.close()
+
+
+async def the_run(ivr: IvrStack, timeout: float = 5.0) -> Run:
+    for _ in range(int(timeout / 0.05)):
+        if ivr.engine.runs and next(iter(ivr.engine.runs.values())).session is not None:
+            return next(iter(ivr.engine.runs.values()))
+        await asyncio.sleep(0.05)
+    raise AssertionError("no IVR session started")
+
+
+async def at_rest(run: Run, stage: str, timeout: float = 15.0) -> None:
+    """Wait until the session is at ``stage`` and its prompt has been played to the end."""
+    for _ in range(int(timeout / 0.05)):
+        # (the session's own view: a Play it sent has ended; the leg may not have started it yet)
+        if run.session is not None and run.session.stage == stage and not run.session._playing:
+            await asyncio.sleep(0.3)   # the last frames reach the phone (its jitter buffer)
+            return
+        await asyncio.sleep(0.05)
+    stage_now = run.session.stage if run.session else None
+    path = run.session.path if run.session else None
+    raise AssertionError(f"the session did not rest at {stage!r} (at {stage_now!r}, path {path})")
+
+
+async def key(phone: Baresip, digits: str) -> None:
+    for d in digits:
+        await phone.command("sndcode", d)
+        await asyncio.sleep(0.25)
+
+
+async def test_baresip_walks_the_demo_ivr_through_the_ehic_check_to_an_agent(
+        ivr: IvrStack, sip_core: SipCore, tmp_path: Path) -> None:
+    [agent] = await sip_core.add_agents(1)
+    agent_phone = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(sip_core.phones[agent]), "-m", "1",
+                             cwd=tmp_path)
+    tel = sip_core.telephony
+    async with await Baresip.start(tmp_path / "caller", ["<sip:420271004245@127.0.0.1>;regint=0"], seconds=60,
+                                   record=True) as caller:
+        await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
+        await caller.wait_event("CALL_ESTABLISHED", 5)
+        run = await the_run(ivr)
+        await at_rest(run, "menu")
+        await key(caller, "2")                              # 2: the EHIC check
+        await at_rest(run, "ehic_card")
+        await key(caller, "123456780#")                     # ends in 0: valid card (the stand-in)
+        await at_rest(run, "after_ehic")
+        assert run.session is not None and run.session.variables["card"] == "123456780"
+        assert "ehic_a" in run.session.path and run.session.variables["ehic.Platnost"] == "A"
+        await key(caller, "1")                              # 1: a consultant
+        for _ in range(200):                                # queued, offered, bridged by re-INVITE
+            if [c.state.value for c in tel.control.calls.values()] == ["connected"] and not ivr.engine.runs:
+                break
+            await asyncio.sleep(0.05)
+        assert [c.state.value for c in tel.control.calls.values()] == ["connected"], caller.tail()
+        assert not ivr.engine.runs, "the IVR leg is released once the caller talks to the agent"
+        await asyncio.sleep(0.5)
+        await caller.command("hangup")
+        await caller.wait_event("CALL_CLOSED", 5)
+        assert await agent_phone.wait(8) == 0, (sipp_errors(tmp_path), caller.tail())
+    # what the caller heard: the prompts in the order the flow played them
+    heard = read_recording(tmp_path / "caller" / "rec")
+    # (each prompt but its last 0.25 s: the phone drops what is in its jitter buffer when the
+    # re-INVITE moves it to the agent, so the recording may end inside the last prompt)
+    found = [(name, *locate(ivr.prompt(name)[:-2000], heard)) for name in ("welcome", "menu", "ehic_enter", "ehic_A",
+                                                                   "after_ehic")]
+    assert all(score > 0.6 for _, _, score in found), found
+    assert [at for _, at, _ in found] == sorted(at for _, at, _ in found), found
+    assert locate(ivr.prompt("ehic_X"), heard)[1] < 0.3, "a prompt that was not played is not found"
+    # on record: the IVR session (bridged, with its path) and the contact (its data, the stage)
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    for _ in range(50):
+        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and (row["flow"], row["outcome"], row["stage"], row["caller"], row["pilot"]) == (
+        "demo", "bridged", "queue", "420271004245", "100")
+    assert row["path"].split(">")[:4] == ["start", "welcome", "menu", "ehic_card"]
+    contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
+    assert contact["outcome"] == "answered"
+    assert '"ivr_stage": "queue"' in contact["data"] and '"reason": "general"' in contact["data"]
+    assert ivr.register.app[ehic_mock.SEEN] == ["123456780"]  # type: ignore[attr-defined]
+
+
+async def test_a_caller_who_hangs_up_while_queued_is_abandoned_with_the_stage_he_reached(
+        ivr: IvrStack, sip_core: SipCore, tmp_path: Path) -> None:
+    [agent] = await sip_core.add_agents(1)
+    sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")  # type: ignore[union-attr]
+    async with await Baresip.start(tmp_path / "caller", ["<sip:420271004245@127.0.0.1>;regint=0"], seconds=40,
+                                   record=True) as caller:
+        await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
+        await caller.wait_event("CALL_ESTABLISHED", 5)
+        run = await the_run(ivr)
+        await key(caller, "1")                              # barges into the welcome? no: type-ahead for the menu
+        for _ in range(200):
+            if run.queued:
+                break
+            await asyncio.sleep(0.05)
+        assert run.queued and run.session is not None and run.session.stage == "queue"
+        await asyncio.sleep(3.0)                            # music while waiting
+        await caller.command("hangup")
+        await caller.wait_event("CALL_CLOSED", 5)
+    for _ in range(100):
+        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and (row["outcome"], row["stage"]) == ("abandoned_queued", "queue")
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
+    assert contact["outcome"] == "abandoned" and '"ivr_stage": "queue"' in contact["data"]
+    heard = read_recording(tmp_path / "caller" / "rec")
+    assert locate(ivr.prompt("welcome"), heard)[1] > 0.6
+    music_at, music_score = locate(ivr.prompt("music")[:8000], heard)   # the first second of the music
+    assert music_score > 0.6 and music_at > locate(ivr.prompt("welcome"), heard)[0]
