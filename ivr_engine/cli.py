@@ -85,9 +85,9 @@ def _check_flow(path: str, prompts: str | None) -> int:
 
 
 async def _serve(settings: Settings) -> int:
-    from .engine import IvrEngine, read_password
+    from .engine import IvrEngine
 
-    engine = IvrEngine(settings.ivr, read_password(settings.ivr.password_file), node=settings.node.name)
+    engine = IvrEngine(settings.ivr, None, node=settings.node.name)   # the password file is read at start
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

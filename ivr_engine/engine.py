@@ -24,7 +24,6 @@ import logging
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,7 @@ class Run:
 
 
 class IvrEngine:
-    def __init__(self, settings: IvrSettings, password: str, *, node: str = "",
+    def __init__(self, settings: IvrSettings, password: str | None, *, node: str = "",
                  client: SimProtClient | None = None) -> None:
         self.settings = settings
         self.node = node
@@ -162,14 +161,16 @@ class IvrEngine:
 
     # ---- life -------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = 30.0) -> int:
-        """Connect to the core (retrying for ``connect_wait`` seconds: it may be starting too), load
-        the flows, listen for SIP."""
+        """Connect to the core (retrying for ``connect_wait`` seconds: it may be starting too, and
+        at the demo's first start it writes our password file), load the flows, listen for SIP."""
         deadline = time.monotonic() + connect_wait
         while True:
             try:
+                if self.client.password is None:
+                    self.client.password = read_password(self.settings.password_file)
                 await self.client.connect()
                 break
-            except (OSError, ConnectionClosed, TimeoutError) as exc:
+            except (OSError, ConnectionClosed, TimeoutError, PasswordMissing) as exc:
                 if time.monotonic() > deadline:
                     raise ConnectionError(f"the core at {', '.join(self.settings.core)}: {exc}") from None
                 log.info("ivr.waiting_for_core", extra={"reason": str(exc)})
@@ -472,13 +473,17 @@ class IvrEngine:
             run.leg.close()
 
 
-def read_password(path: str, *, reader: Callable[[Path], str] = lambda p: p.read_text()) -> str:
-    """The service account's password from ``ivr.password_file`` (first line); a clear error if absent."""
+class PasswordMissing(Exception):
+    pass
+
+
+def read_password(path: str) -> str:
+    """The service account's password from ``ivr.password_file`` (its first line)."""
     try:
-        password = reader(Path(path)).strip().splitlines()[0].strip()
-    except (OSError, IndexError):
-        raise SystemExit(f"ivr.password_file: cannot read a password from {path!r} "
-                         "(the demo bootstrap of ctiserver writes it)") from None
-    if not password:
-        raise SystemExit(f"ivr.password_file: {path!r} is empty")
-    return password
+        lines = Path(path).read_text().strip().splitlines()
+    except OSError as exc:
+        raise PasswordMissing(f"ivr.password_file: cannot read {path!r} ({exc.strerror}); "
+                              "the demo bootstrap of ctiserver writes it") from None
+    if not lines or not lines[0].strip():
+        raise PasswordMissing(f"ivr.password_file: {path!r} is empty")
+    return lines[0].strip()
