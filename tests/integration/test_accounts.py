@@ -52,7 +52,7 @@ async def test_admin_holds_every_permission(store):
     assert {p for p, _ in admin.permissions} == {
         "status.read", "events.watch", "accounts.read", "accounts.manage",
         "messages.send", "workplaces.read", "workplaces.manage", "sessions.read",
-        "acd.agent", "acd.supervise", "acd.configure", "contacts.enqueue",
+        "acd.agent", "acd.supervise", "acd.configure", "contacts.enqueue", "ivr.configure",
     }
 
 

@@ -49,7 +49,7 @@ async def test_migrate_applies_all_then_nothing(empty_dsn):
         assert roles == {"admin", "supervisor", "agent", "service"}
         # admin holds every permission there is
         assert await conn.fetchval("SELECT count(*) FROM cc.role_permissions WHERE role = 'admin'") == \
-            await conn.fetchval("SELECT count(*) FROM cc.permissions") == 12
+            await conn.fetchval("SELECT count(*) FROM cc.permissions") == 13
     finally:
         await conn.close()
 
