@@ -2,8 +2,9 @@
 IVR repository folder as ``<folder>/<language>/<name>.wav`` (8 kHz mono 16-bit, what the IVR plays
 without converting), plus ``music.wav``, a gentle synthesised tune for the waiting treatment.
 
-``ivr-engine make-prompts`` runs this; existing files are kept (``--force`` remakes them). Each
-file is written under a temporary name and renamed.
+``ivr-engine make-prompts`` runs this; existing files are kept unless their text changed (each
+``<name>.txt`` beside it says what it says; ``--force`` remakes all). Each file is written under a
+temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "welcome": "Welcome to the health insurance contact centre demo.",
         "menu": "For a consultant, press 1. To check your European health insurance card, press 2. "
-                "To hear this menu again, press 9.",
+                "For the switchboard, press 0. To hear this menu again, press 9.",
         "invalid": "Sorry, that is not a valid choice.",
         "closed": "Our contact centre is open Monday to Friday from 8 a.m. to 6 p.m. "
                   "Please write to info at example dot c z. Thank you for calling.",
@@ -44,7 +45,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "cs": {
         "welcome": "Vítejte v ukázce kontaktního centra zdravotní pojišťovny.",
         "menu": "Pro spojení s operátorem stiskněte 1. Pro ověření evropského průkazu pojištěnce stiskněte 2. "
-                "Pro opakování nabídky stiskněte 9.",
+                "Pro spojení s ústřednou stiskněte 0. Pro opakování nabídky stiskněte 9.",
         "invalid": "Lituji, tato volba neexistuje.",
         "closed": "Kontaktní centrum je otevřeno v pracovní dny od osmi do osmnácti hodin. "
                   "Napište nám prosím na info zavináč example tečka c z. Děkujeme za zavolání.",
@@ -90,9 +91,11 @@ def make_demo_prompts(folder: str | os.PathLike[str], speaker: Speaker, *, force
     for language, texts in TEXTS.items():
         for name, text in texts.items():
             path = root / language / f"{name}.wav"
-            if path.exists() and not force:
+            said = path.with_suffix(".txt")   # what the file says: a changed text is spoken again
+            if path.exists() and not force and said.exists() and said.read_text() == text:
                 continue
             _write(path, load_prompt(speaker.wav_sync(text, language)))
+            said.write_text(text)
             made += 1
             progress(f"{path} ({len(text)} characters)")
         path = root / language / "music.wav"

@@ -32,7 +32,7 @@ import aiohttp
 import numpy as np
 
 from ctiserver.settings import IvrSettings
-from rtpmedia.leg import MediaLeg, encode_cached
+from rtpmedia.leg import MediaLeg, encode_cached, open_rtcp
 from rtpmedia.prompts import PromptCache, PromptError
 from simprot.client import SimProtClient
 from simprot.errors import ConnectionClosed, RequestError
@@ -125,6 +125,7 @@ class Run:
     flow: Flow
     sock: socket.socket | None   # the RTP port reserved at the INVITE, until the leg takes it
     port: int
+    rtcp_sock: socket.socket | None = None   # and its RTCP port (port + 1)
     leg: MediaLeg | None = None
     session: Session | None = None
     started: float = field(default_factory=time.time)
@@ -229,17 +230,25 @@ class IvrEngine:
         if flow is None:
             raise Refused(404, f"no flow for pilot {call.pilot!r}")
         span = (self.settings.rtp_port_max - self.settings.rtp_port_min) // 2 + 1
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         for _ in range(min(span, 256)):
             port = self._next_port
-            self._next_port = port + 2 if port + 2 <= self.settings.rtp_port_max else self.settings.rtp_port_min
-            sock = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.bind((self.settings.host, port))
-            except OSError:
-                sock.close()
+            self._next_port = port + 2 if port + 3 <= self.settings.rtp_port_max else self.settings.rtp_port_min
+            pair = []
+            for p in (port, port + 1):   # RTP on the even port, RTCP on the next (RFC 3550 §11)
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.bind((self.settings.host, p))
+                except OSError:
+                    sock.close()
+                    break
+                sock.setblocking(False)
+                pair.append(sock)
+            if len(pair) < 2:
+                for sock in pair:
+                    sock.close()
                 continue
-            sock.setblocking(False)
-            self.runs[call.id] = Run(call, flow, sock, port)
+            self.runs[call.id] = Run(call, flow, pair[0], port, rtcp_sock=pair[1])
             return port
         raise Refused(503, "no free RTP port")
 
@@ -259,6 +268,10 @@ class IvrEngine:
                              event_pt=neg.telephone_event_pt,
                              on_digit=lambda digit, source: self._event(run, DigitEvent(digit)),
                              on_played=lambda: self._event(run, PlayDone())), sock=sock)
+        if run.rtcp_sock is not None:
+            rtcp_sock, run.rtcp_sock = run.rtcp_sock, None
+            await open_rtcp(run.leg, sock=rtcp_sock, remote=(neg.remote_rtcp_address, neg.remote_rtcp_port),
+                            cname=f"ivr-{run.call.id}@{self.sip.sent_by}")
         if run.call.ended:   # the caller left while the leg opened
             self._release(run)
             return
@@ -434,8 +447,14 @@ class IvrEngine:
         session = run.session
         assert session is not None
         self.stats["finished"] += 1
+        media = {}
+        if run.leg is not None:   # the caller's view of our stream, from his RTCP receiver reports
+            st = run.leg.rtcp_stats
+            media = {"rtp_sent": run.leg.sent, "rtp_received": run.leg.received, "late_frames": run.leg.late_frames,
+                     "peer_lost": st.cumulative_lost, "peer_jitter_ms": round(st.jitter_ms, 2),
+                     "rtt_ms": None if st.rtt_ms is None else round(st.rtt_ms, 2)}
         log.info("ivr.finished", extra={"call": run.call.id, "flow": run.flow.name, "outcome": a.outcome,
-                                        "stage": a.stage})
+                                        "stage": a.stage, **media})
         report = {"contact": run.call.id, "flow": run.flow.name, "caller": run.call.caller[:64],
                   "pilot": run.call.pilot[:20], "started": run.started, "ended": time.time(), "stage": a.stage,
                   "path": ">".join(session.path)[-4400:], "outcome": a.outcome}
@@ -466,9 +485,10 @@ class IvrEngine:
         for task in list(run.tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        if run.sock is not None:
-            run.sock.close()
-            run.sock = None
+        for sock in (run.sock, run.rtcp_sock):
+            if sock is not None:
+                sock.close()
+        run.sock = run.rtcp_sock = None
         if run.leg is not None:
             run.leg.close()
 

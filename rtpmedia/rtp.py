@@ -10,7 +10,8 @@ How it works:
   other payloads share its sequence space through `packet()`.
 * `RtpReceiver` follows one peer SSRC: extended sequence numbers with the probation, wrap and
   resync rules of RFC 3550 Appendix A.1, duplicate suppression over a short window, loss per
-  §A.3, and interarrival jitter per §A.8 from arrival times the adapter passes in.
+  §A.3 (cumulative and per report interval), interarrival jitter per §A.8 from arrival times the
+  adapter passes in, and the LSR / arrival time of the source's last RTCP SR (see `rtcp`).
 
 No sockets and no clocks here. Symmetric RTP (sending to where the peer's packets come from,
 RFC 4961) and RTCP demultiplexing (RFC 5761) are the adapter's job.
@@ -276,6 +277,10 @@ class RtpReceiver:
     _seen: int = field(default=0, init=False)  # bit i set: extended sequence (highest - i) was received
     _last_arrival: float | None = field(default=None, init=False)
     _last_timestamp: int = field(default=0, init=False)
+    _expected_prior: int = field(default=0, init=False)  # §A.3, at the last report block
+    _received_prior: int = field(default=0, init=False)
+    last_sr: int = 0  # middle 32 bits of the NTP timestamp of the source's last RTCP SR (§6.4.1 LSR)
+    last_sr_arrival: float | None = None  # when that SR arrived (the adapter's clock, seconds)
 
     def receive(self, packet: RtpPacket, arrival: float) -> Reception:
         if self.ssrc is None:
@@ -331,6 +336,8 @@ class RtpReceiver:
         self.received = 0
         self._seen = 0
         self._last_arrival = None
+        self._expected_prior = 0
+        self._received_prior = 0
 
     def _accept(self, packet: RtpPacket, arrival: float, advance: int) -> Reception:
         self._seen = ((self._seen << advance) | 1) & ((1 << DUPLICATE_WINDOW) - 1)
@@ -363,6 +370,40 @@ class RtpReceiver:
     def lost(self) -> int:
         """Cumulative packets lost (§A.3), duplicates excluded, never negative."""
         return max(0, self.expected - self.received)
+
+    @property
+    def cumulative_lost(self) -> int:
+        """§A.3 ``expected - received``, signed (negative when packets from before the first one
+        counted arrive late); `lost` is the same, never negative."""
+        return self.expected - self.received
+
+    @property
+    def validated(self) -> bool:
+        """The source passed probation (§A.1): its statistics mean something."""
+        return self._started and not self._probation
+
+    def take_interval(self) -> tuple[int, int]:
+        """(expected, lost) since the previous call (§A.3 ``expected_interval``, ``lost_interval``,
+        the latter possibly negative), and start the next interval. Called once per report block."""
+        expected, received = self.expected, self.received
+        expected_interval = expected - self._expected_prior
+        received_interval = received - self._received_prior
+        self._expected_prior, self._received_prior = expected, received
+        return expected_interval, expected_interval - received_interval
+
+    def take_fraction_lost(self) -> int:
+        """§A.3 fraction lost since the previous call, 8-bit fixed point (0 when nothing was lost or
+        more arrived than expected); starts the next interval."""
+        expected_interval, lost_interval = self.take_interval()
+        if expected_interval == 0 or lost_interval <= 0:
+            return 0
+        return min(255, (lost_interval << 8) // expected_interval)
+
+    def sender_report(self, ntp_timestamp: int, arrival: float) -> None:
+        """The source's RTCP SR with this 64-bit NTP timestamp arrived at ``arrival`` (for the
+        LSR and DLSR of the next report block, §6.4.1)."""
+        self.last_sr = (ntp_timestamp >> 16) & 0xFFFFFFFF
+        self.last_sr_arrival = arrival
 
     @property
     def jitter_seconds(self) -> float:

@@ -31,6 +31,7 @@ class IvrStack:
     prompts: Path
     register: object
     register_port: int
+    switchboard: int = 0   # the port transfers go to
 
     def prompt(self, name: str, language: str = "en") -> np.ndarray:
         return load_prompt(self.prompts / language / f"{name}.wav")
@@ -40,31 +41,29 @@ class IvrStack:
         await self.register.cleanup()  # type: ignore[attr-defined]
 
 
-async def start_ivr(core: SipCore, prompts: Path, tmp: Path, *, announce_interval: float | None = None) -> IvrStack:
+async def start_ivr(core: SipCore, prompts: Path, tmp: Path, *, switchboard: int = 0) -> IvrStack:
     """The demo flow in the core's database, an ``ivr`` service account, pilot 100 routed to a new
-    ivr-engine; agents and project ``general`` come from ``core.add_agents``."""
+    ivr-engine; agents and project ``general`` come from ``core.add_agents``. Transfers (menu 0)
+    go to ``sip:<number>@127.0.0.1:<switchboard>``."""
     app = core.app
     assert app.service is not None and app.db is not None
     await IvrConfig(app.db.pool).store(load_flow_file(DEMO).to_doc(), "test")
     await app.service.accounts.create("ivr", IVR_PASSWORD, kind="service")
-    if announce_interval is not None:
-        await app.db.pool.execute("UPDATE cc.projects SET announce_interval = $1", announce_interval)
-        assert app.distribution is not None
-        await app.distribution.load_config()
     register, register_port = await ehic_mock.serve("127.0.0.1", 0)
     sip_port = free_port()
     base = random.randrange(20000, 60000, 2)
     settings = IvrSettings(port=sip_port, rtp_port_min=base, rtp_port_max=base + 199, max_legs=100,
                            core=(f"127.0.0.1:{app.simprot_address[1]}",), user="ivr", prompts=str(prompts),
                            tts_cache=str(tmp / "tts"), config_refresh=60.0,
-                           variables=("demo_project=general", "demo_always_open=1",
+                           variables=("demo_project=general", "demo_always_open=1", "operator=800100200",
                                       f"ehic_base=http://127.0.0.1:{register_port}{ehic_mock.BASE}"))
     engine = IvrEngine(settings, IVR_PASSWORD)
     await engine.start(connect_wait=5.0)
     tel = core.telephony
     tel.settings = dataclasses.replace(tel.settings, ivr_uri=f"sip:{{pilot}}@127.0.0.1:{engine.sip_port}",
-                                       ivr_pilots=("100",), ivr_routing="ivr")
-    return IvrStack(core, engine, prompts, register, register_port)
+                                       ivr_pilots=("100",), ivr_routing="ivr",
+                                       outbound_uri=f"sip:{{number}}@127.0.0.1:{switchboard or 9}")
+    return IvrStack(core, engine, prompts, register, register_port, switchboard)
 
 
 def read_recording(folder: Path, direction: str = "dec") -> np.ndarray:

@@ -15,8 +15,9 @@ from ivr_engine import ehic_mock
 from ivr_engine.demo_prompts import make_demo_prompts
 from ivr_engine.engine import Run
 from ivr_engine.tts import Speaker
+from rtpmedia.prompts import load_prompt
 from tests.e2e.baresip import Baresip
-from tests.e2e.conftest import SipCore, sipp, sipp_errors
+from tests.e2e.conftest import SipCore, free_port, sipp, sipp_errors
 from tests.e2e.ivr_stack import IvrStack, locate, read_recording, start_ivr
 
 
@@ -30,7 +31,7 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def ivr(sip_core: SipCore, prompts: Path, tmp_path: Path) -> AsyncIterator[IvrStack]:
-    stack = await start_ivr(sip_core, prompts, tmp_path)
+    stack = await start_ivr(sip_core, prompts, tmp_path, switchboard=free_port())
     yield stack
     await stack.close()
 
@@ -43,7 +44,7 @@ async def the_run(ivr: IvrStack, timeout: float = 5.0) -> Run:
     raise AssertionError("no IVR session started")
 
 
-async def at_rest(run: Run, stage: str, timeout: float = 15.0) -> None:
+async def at_rest(run: Run, stage: str, timeout: float = 30.0) -> None:
     """Wait until the session is at ``stage`` and its prompt has been played to the end."""
     for _ in range(int(timeout / 0.05)):
         # (the session's own view: a Play it sent has ended; the leg may not have started it yet)
@@ -118,20 +119,24 @@ async def test_baresip_walks_the_demo_ivr_through_the_ehic_check_to_an_agent(
 
 async def test_a_caller_who_hangs_up_while_queued_is_abandoned_with_the_stage_he_reached(
         ivr: IvrStack, sip_core: SipCore, tmp_path: Path) -> None:
+    """He hears the welcome, the music, and the position/EWT announcement spoken by espeak-ng when
+    the ACD's waiting rule is due; then he hangs up."""
     [agent] = await sip_core.add_agents(1)
+    await sip_core.pool.execute("UPDATE cc.projects SET announce_interval = 5")
+    await sip_core.app.distribution.load_config()  # type: ignore[union-attr]
     sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")  # type: ignore[union-attr]
     async with await Baresip.start(tmp_path / "caller", ["<sip:420271004245@127.0.0.1>;regint=0"], seconds=40,
                                    record=True) as caller:
         await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
         await caller.wait_event("CALL_ESTABLISHED", 5)
         run = await the_run(ivr)
-        await key(caller, "1")                              # barges into the welcome? no: type-ahead for the menu
+        await key(caller, "1")                              # during the welcome: type-ahead for the menu
         for _ in range(200):
             if run.queued:
                 break
             await asyncio.sleep(0.05)
         assert run.queued and run.session is not None and run.session.stage == "queue"
-        await asyncio.sleep(3.0)                            # music while waiting
+        await asyncio.sleep(13.0)                           # music; the announcement after 5 s in the queue
         await caller.command("hangup")
         await caller.wait_event("CALL_CLOSED", 5)
     for _ in range(100):
@@ -140,10 +145,49 @@ async def test_a_caller_who_hangs_up_while_queued_is_abandoned_with_the_stage_he
             break
         await asyncio.sleep(0.05)
     assert row is not None and (row["outcome"], row["stage"]) == ("abandoned_queued", "queue")
+    assert row["path"] == "start>welcome>menu>queue"       # the type-ahead 1 chose at once
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
     assert contact["outcome"] == "abandoned" and '"ivr_stage": "queue"' in contact["data"]
     heard = read_recording(tmp_path / "caller" / "rec")
-    assert locate(ivr.prompt("welcome"), heard)[1] > 0.6
+    welcome_at, welcome_score = locate(ivr.prompt("welcome"), heard)
     music_at, music_score = locate(ivr.prompt("music")[:8000], heard)   # the first second of the music
-    assert music_score > 0.6 and music_at > locate(ivr.prompt("welcome"), heard)[0]
+    assert welcome_score > 0.6 and music_score > 0.6 and music_at > welcome_at
+    spoken = list((ivr.engine.speaker.cache / "en").glob("*.wav"))
+    assert len(spoken) == 1, "the announcement (position and EWT) was spoken by text-to-speech"
+    said_at, said_score = locate(load_prompt(spoken[0])[:-2000], heard)
+    assert said_score > 0.6 and said_at > music_at, (said_at, said_score)
+
+
+async def test_menu_0_transfers_the_caller_to_the_switchboard(ivr: IvrStack, sip_core: SipCore,
+                                                                tmp_path: Path) -> None:
+    """The flow's transfer step: the core calls the number (sip.outbound_uri), moves the caller
+    there by re-INVITE and releases the IVR leg; the session ends "transferred"."""
+    await sip_core.add_agents(1)
+    switchboard = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(ivr.switchboard), "-m", "1", cwd=tmp_path)
+    tel = sip_core.telephony
+    async with await Baresip.start(tmp_path / "caller", ["<sip:420271004245@127.0.0.1>;regint=0"],
+                                   seconds=30) as caller:
+        await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
+        await caller.wait_event("CALL_ESTABLISHED", 5)
+        run = await the_run(ivr)
+        await at_rest(run, "menu")
+        await key(caller, "0")
+        for _ in range(200):
+            if [c.state.value for c in tel.control.calls.values()] == ["connected"] and not ivr.engine.runs:
+                break
+            await asyncio.sleep(0.05)
+        assert [c.state.value for c in tel.control.calls.values()] == ["connected"], caller.tail()
+        call = next(iter(tel.control.calls.values()))
+        assert call.transferred and call.ivr_leg is None
+        await asyncio.sleep(0.3)
+        await caller.command("hangup")
+        await caller.wait_event("CALL_CLOSED", 5)
+        assert await switchboard.wait(8) == 0, (sipp_errors(tmp_path), caller.tail())
+    for _ in range(100):
+        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and (row["outcome"], row["stage"], row["path"]) == (
+        "transferred", "operator", "start>welcome>menu>operator")

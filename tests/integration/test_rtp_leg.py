@@ -11,7 +11,7 @@ import numpy as np
 
 from rtpmedia import tones
 from rtpmedia.clock import MediaClock
-from rtpmedia.leg import open_leg
+from rtpmedia.leg import MediaLeg, open_leg, open_rtcp
 from rtpmedia.rtp import RtpPacket
 from rtpmedia.tones import DIGITS, sequence
 
@@ -157,3 +157,70 @@ async def test_digits_from_a_second_source_of_the_same_peer_are_heard() -> None:
     finally:
         for leg in (audio, events, b):
             leg.close()
+
+
+# -- RTCP on port P+1 ------------------------------------------------------------------------------------------
+
+async def rtcp_leg(remote_port: int, min_interval: float, cname: str) -> MediaLeg:
+    """A leg on a free port P whose P+1 is free too, with RTCP there (a short interval for tests)."""
+    for _ in range(50):
+        leg = await open_leg(("127.0.0.1", 0), ("127.0.0.1", remote_port))
+        try:
+            await open_rtcp(leg, min_interval=min_interval, cname=cname)
+        except OSError:   # P+1 is taken: try another P
+            leg.close()
+            continue
+        return leg
+    raise AssertionError("no free port pair")
+
+
+def port_of(transport: asyncio.BaseTransport | None) -> int:
+    assert transport is not None
+    return int(transport.get_extra_info("sockname")[1])
+
+
+async def test_rtcp_between_two_legs_rtt_loss_and_bye() -> None:
+    b = await rtcp_leg(9, 0.25, "b@test")
+    b_port = port_of(b.transport)
+    a = await rtcp_leg(b_port, 0.25, "a@test")
+    assert a.rtcp is not None and b.rtcp is not None
+    a_port = port_of(a.transport)
+    assert port_of(a.rtcp.transport) == a_port + 1 and a.rtcp.destination == ("127.0.0.1", b_port + 1)
+    try:
+        prompt = tones.speech_like(0.5, np.random.default_rng(4))
+        a.play(prompt, loop=True)
+        b.play(prompt, loop=True)
+        await asyncio.sleep(1.5)
+        await wait_for(lambda: a.rtcp_stats.rtt_ms is not None and b.rtcp_stats.rtt_ms is not None, 2.0)
+        for leg, peer, peer_cname in ((a, b, "b@test"), (b, a, "a@test")):
+            stats = leg.rtcp_stats
+            assert stats.sender_reports_received >= 2 and stats.reports_sent >= 2, stats
+            assert stats.rtt_ms is not None and 0.0 <= stats.rtt_ms < 50.0, stats
+            assert stats.fraction_lost == 0.0 and stats.cumulative_lost == 0, stats
+            assert 0.0 <= stats.jitter_ms < 20.0 and stats.peer_cname == peer_cname and stats.errors == 0
+            assert leg.rtcp is not None and peer.rtcp is not None
+            assert leg.rtcp.remote == ("127.0.0.1", port_of(peer.rtcp.transport))   # symmetric RTCP
+        # b goes quiet (its reports become RRs, §6.4) while a's sender skips sequence numbers:
+        # b's receiver counts them lost and its RRs tell a.
+        b.stop()
+        rr_before = a.rtcp_stats.reports_received - a.rtcp_stats.sender_reports_received
+        worst = 0.0
+        for i in range(60):
+            if i % 2 == 0:
+                a.sender.sequence = (a.sender.sequence + 1) & 0xFFFF   # one packet "lost" every 40 ms
+            worst = max(worst, a.rtcp_stats.fraction_lost)
+            await asyncio.sleep(0.02)
+        skipped = 30
+        await wait_for(lambda: a.rtcp_stats.cumulative_lost >= skipped, 2.0)
+        worst = max(worst, a.rtcp_stats.fraction_lost)
+        assert b.receiver.lost == skipped
+        assert a.rtcp_stats.cumulative_lost == skipped and 0.2 < worst < 0.8, a.rtcp_stats
+        assert a.rtcp_stats.reports_received - a.rtcp_stats.sender_reports_received > rr_before   # RRs came
+        assert not b.rtcp_stats.bye_received
+        a.close("test over")
+        await wait_for(lambda: b.rtcp_stats.bye_received, 1.0)
+        assert b.rtcp_stats.bye_reason == "test over" and a.rtcp.closed
+    finally:
+        a.close()
+        b.close()
+    assert b.rtcp is not None and b.rtcp.closed
