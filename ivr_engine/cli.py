@@ -6,7 +6,9 @@
     ivr-engine make-prompts [--force]              the demo prompts into ivr.prompts (espeak-ng)
 
 The configuration is ctiserver's (one file for the node; the ``[ivr]`` section is this daemon's,
-docs/configuration.md). Exit status: 0 ok, 1 failed at run time, 2 bad configuration or flow.
+docs/configuration.md). At start the daemon waits up to 30 s (``IVR_CONNECT_WAIT`` seconds) for
+the core. It speaks systemd's notify protocol (READY, WATCHDOG, STOPPING). Exit status: 0 ok,
+1 failed at run time (the core unreachable, login refused), 2 bad configuration or flow.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
+from ctiserver.sdnotify import Notifier
 from ctiserver.settings import ConfigError, Settings, load_settings
 from simprot.errors import SimProtError
 
@@ -93,14 +97,26 @@ async def _serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        port = await engine.start()
+        port = await engine.start(connect_wait=float(os.environ.get("IVR_CONNECT_WAIT", "30")))
     except (OSError, ConnectionError, SimProtError) as exc:   # the core unreachable, login refused, ...
         log.error("ivr.start_failed", extra={"reason": str(exc)})
         await engine.close()
         return 1
     print(f"ivr-engine: SIP on {settings.ivr.host}:{port} (udp+tcp), {len(engine.flows)} pilots, "
           f"prompts in {settings.ivr.prompts}", flush=True)
+    notifier = Notifier()
+    notifier.ready(f"SIP on {settings.ivr.host}:{port}, {len(engine.flows)} pilots")
+    pet = None
+    if notifier.watchdog_interval:   # WatchdogSec=: pet it from the event loop (a hung loop gets restarted)
+        async def pets() -> None:
+            while True:
+                notifier.watchdog()
+                await asyncio.sleep(notifier.watchdog_interval)  # type: ignore[arg-type]
+        pet = loop.create_task(pets())
     await stop.wait()
     log.info("ivr.stopping")
+    notifier.stopping()
+    if pet is not None:
+        pet.cancel()
     await engine.close()
     return 0
