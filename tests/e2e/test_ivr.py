@@ -191,3 +191,42 @@ async def test_menu_0_transfers_the_caller_to_the_switchboard(ivr: IvrStack, sip
         await asyncio.sleep(0.05)
     assert row is not None and (row["outcome"], row["stage"], row["path"]) == (
         "transferred", "operator", "start>welcome>menu>operator")
+
+
+async def test_a_queued_caller_takes_the_callback_offer(ivr: IvrStack, sip_core: SipCore, tmp_path: Path) -> None:
+    """The ACD's callback offer (OUT-1): the IVR plays it, the caller presses 1, the contact leaves
+    the queue as a callback (its data kept for the callback campaign), the IVR confirms and hangs up."""
+    [agent] = await sip_core.add_agents(1)
+    await sip_core.pool.execute("UPDATE cc.projects SET callback_offer_after = 1")
+    await sip_core.app.distribution.load_config()  # type: ignore[union-attr]
+    sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")  # type: ignore[union-attr]
+    async with await Baresip.start(tmp_path / "caller", ["<sip:420271004245@127.0.0.1>;regint=0"], seconds=40,
+                                   record=True) as caller:
+        await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
+        await caller.wait_event("CALL_ESTABLISHED", 5)
+        run = await the_run(ivr)
+        await key(caller, "1")                              # type-ahead: the queue
+        for _ in range(300):                                # the offer is played after 1 s in the queue
+            # (offered, and the offer played: the music is back)
+            if run.session is not None and run.session._offered and run.session._treatment == "music":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"no callback offer: {run.session and run.session.path}")
+        await asyncio.sleep(0.3)
+        await key(caller, "1")                              # yes, call me back
+        await caller.wait_event("CALL_CLOSED", 20)          # the IVR confirmed and hung up
+    for _ in range(100):
+        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and (row["outcome"], row["stage"], row["path"]) == (
+        "completed", "callback_ok", "start>welcome>menu>queue>callback_ok")
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
+    assert contact["outcome"] == "callback" and '"caller": "420271004245"' in contact["data"]
+    heard = read_recording(tmp_path / "caller" / "rec")
+    offer_at, offer_score = locate(ivr.prompt("callback_offer")[:-2000], heard)
+    ok_at, ok_score = locate(ivr.prompt("callback_ok")[:-2000], heard)
+    assert offer_score > 0.6 and ok_score > 0.6 and ok_at > offer_at, (offer_at, offer_score, ok_at, ok_score)
