@@ -148,15 +148,21 @@ class IvrConfig:
 
     # ---- the demo -------------------------------------------------------------------------------------
     async def demo(self) -> None:
-        """On an empty flow table: the demo flows from flows/*.toml (English on 100, Czech on 101),
-        and the Czech public holidays of this year and the next."""
-        if await self.pool.fetchval("SELECT count(*) FROM cc.ivr_flows"):
-            return
+        """The demo flows from flows/*.toml (English on 100, Czech on 101): stored when missing, and
+        replaced when the file changed unless an admin changed the stored flow since. On an empty
+        holiday table, the Czech public holidays of this year and the next."""
         names = []
         for path in sorted(DEMO_FLOWS.glob("*.toml")):
-            flow = load_flow_file(path)
-            await self.store(flow.to_doc(), "bootstrap")
-            names.append(flow.name)
+            doc = load_flow_file(path).to_doc()
+            row = await self.pool.fetchrow("SELECT definition, updated_by FROM cc.ivr_flows WHERE name = $1",
+                                           doc["name"])
+            if row is None or (row["updated_by"] == "bootstrap" and json.loads(row["definition"]) != doc):
+                await self.store(doc, "bootstrap")
+                names.append(doc["name"])
+        if names:
+            log.warning("bootstrap.demo_ivr", extra={"flows": names})
+        if await self.pool.fetchval("SELECT count(*) FROM cc.holidays"):
+            return
         year = dt.date.today().year
         fixed = [(1, 1, "New Year"), (5, 1, "Labour Day"), (5, 8, "Liberation Day"), (7, 5, "Cyril and Methodius"),
                  (7, 6, "Jan Hus"), (9, 28, "Statehood Day"), (10, 28, "Independence Day"),
@@ -164,5 +170,3 @@ class IvrConfig:
                  (12, 26, "St Stephen's Day")]
         await self.pool.executemany("INSERT INTO cc.holidays (day, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                                     [(dt.date(y, m, d), n) for y in (year, year + 1) for m, d, n in fixed])
-        log.warning("bootstrap.demo_ivr", extra={"flows": names})
-

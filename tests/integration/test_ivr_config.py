@@ -79,3 +79,29 @@ async def test_the_ivr_reports_its_sessions(core: Core) -> None:
         "s1", "queue", "abandoned_queued", "start>welcome>menu>queue")
     assert abs(row["ended"].timestamp() - now) < 0.01
     await admin.close()
+
+
+async def test_the_demo_flows_are_stored_and_kept_up_to_date_unless_an_admin_changed_them(core: Core) -> None:
+    from ctiserver.ivr_config import IvrConfig
+
+    pool = core.app.db.pool  # type: ignore[union-attr]
+    ivr = IvrConfig(pool)
+    await ivr.demo()
+    rows = await pool.fetch("SELECT name, updated_by FROM cc.ivr_flows ORDER BY name")
+    assert [(r["name"], r["updated_by"]) for r in rows] == [("demo", "bootstrap"), ("demo-cs", "bootstrap")]
+    assert await pool.fetchval("SELECT count(*) FROM cc.holidays") == 22
+    # an older demo flow (stored by the bootstrap) is replaced by the file's
+    timeout = "SELECT definition->'steps'->'menu'->>'timeout' FROM cc.ivr_flows WHERE name = 'demo'"
+    await pool.execute("""UPDATE cc.ivr_flows SET definition = jsonb_set(definition, '{steps,menu,timeout}', '9')
+                          WHERE name = 'demo'""")
+    assert await pool.fetchval(timeout) == "9"
+    await ivr.demo()
+    assert await pool.fetchval(timeout) == "5.0"
+    # one an admin changed is left alone
+    admin = await core.connected()
+    doc = (await admin.request("ivr.flow.get", {"name": "demo"}))["flow"]
+    doc["steps"]["menu"]["timeout"] = 8
+    await admin.request("ivr.flow.put", {"flow": doc})
+    await ivr.demo()
+    assert await pool.fetchval(timeout) == "8.0"
+    await admin.close()
