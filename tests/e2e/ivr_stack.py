@@ -4,6 +4,7 @@ on free ports with the demo flow and the demo prompts, and the EHIC register sta
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from dataclasses import dataclass
@@ -64,6 +65,16 @@ async def start_ivr(core: SipCore, prompts: Path, tmp: Path, *, switchboard: int
                                        ivr_pilots=("100",), ivr_routing="ivr",
                                        outbound_uri=f"sip:{{number}}@127.0.0.1:{switchboard or 9}")
     return IvrStack(core, engine, prompts, register, register_port, switchboard)
+
+
+async def session_row(core: SipCore) -> dict:
+    """The IVR's report of its one session (``cc.ivr_sessions``), once it has arrived."""
+    for _ in range(100):
+        row = await core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
+        if row is not None:
+            return dict(row)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the IVR reported no session")
 
 
 def read_recording(folder: Path, direction: str = "dec") -> np.ndarray:

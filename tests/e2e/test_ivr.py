@@ -18,7 +18,7 @@ from ivr_engine.tts import Speaker
 from rtpmedia.prompts import load_prompt
 from tests.e2e.baresip import Baresip
 from tests.e2e.conftest import SipCore, free_port, sipp, sipp_errors
-from tests.e2e.ivr_stack import IvrStack, locate, read_recording, start_ivr
+from tests.e2e.ivr_stack import IvrStack, locate, read_recording, session_row, start_ivr
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +103,8 @@ async def test_baresip_walks_the_demo_ivr_through_the_ehic_check_to_an_agent(
     assert locate(ivr.prompt("ehic_X"), heard)[1] < 0.3, "a prompt that was not played is not found"
     # on record: the IVR session (bridged, with its path) and the contact (its data, the stage)
     await sip_core.app.history.flush()  # type: ignore[union-attr]
-    for _ in range(50):
-        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
-        if row is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert row is not None and (row["flow"], row["outcome"], row["stage"], row["caller"], row["pilot"]) == (
+    row = await session_row(sip_core)
+    assert (row["flow"], row["outcome"], row["stage"], row["caller"], row["pilot"]) == (
         "demo", "bridged", "queue", "420271004245", "100")
     assert row["path"].split(">")[:4] == ["start", "welcome", "menu", "ehic_card"]
     contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
@@ -139,12 +135,8 @@ async def test_a_caller_who_hangs_up_while_queued_is_abandoned_with_the_stage_he
         await asyncio.sleep(13.0)                           # music; the announcement after 5 s in the queue
         await caller.command("hangup")
         await caller.wait_event("CALL_CLOSED", 5)
-    for _ in range(100):
-        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
-        if row is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert row is not None and (row["outcome"], row["stage"]) == ("abandoned_queued", "queue")
+    row = await session_row(sip_core)
+    assert (row["outcome"], row["stage"]) == ("abandoned_queued", "queue")
     assert row["path"] == "start>welcome>menu>queue"       # the type-ahead 1 chose at once
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
@@ -184,12 +176,8 @@ async def test_menu_0_transfers_the_caller_to_the_switchboard(ivr: IvrStack, sip
         await caller.command("hangup")
         await caller.wait_event("CALL_CLOSED", 5)
         assert await switchboard.wait(8) == 0, (sipp_errors(tmp_path), caller.tail())
-    for _ in range(100):
-        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
-        if row is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert row is not None and (row["outcome"], row["stage"], row["path"]) == (
+    row = await session_row(sip_core)
+    assert (row["outcome"], row["stage"], row["path"]) == (
         "transferred", "operator", "start>welcome>menu>operator")
 
 
@@ -216,12 +204,8 @@ async def test_a_queued_caller_takes_the_callback_offer(ivr: IvrStack, sip_core:
         await asyncio.sleep(0.3)
         await key(caller, "1")                              # yes, call me back
         await caller.wait_event("CALL_CLOSED", 20)          # the IVR confirmed and hung up
-    for _ in range(100):
-        row = await sip_core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
-        if row is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert row is not None and (row["outcome"], row["stage"], row["path"]) == (
+    row = await session_row(sip_core)
+    assert (row["outcome"], row["stage"], row["path"]) == (
         "completed", "callback_ok", "start>welcome>menu>queue>callback_ok")
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")

@@ -4,7 +4,6 @@ from generated audio (PCMU, no telephone-event negotiated) replayed by sipp from
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from ivr_engine import ehic_mock
 from rtpmedia import tones
 from tests.e2e.conftest import SipCore, sipp, sipp_errors
-from tests.e2e.ivr_stack import IvrStack, start_ivr
+from tests.e2e.ivr_stack import IvrStack, session_row, start_ivr
 from tests.e2e.pcap import write_pcmu_pcap
 from tests.e2e.test_ivr import prompts  # noqa: F401  (the session's demo prompts)
 
@@ -29,15 +28,6 @@ async def ivr(sip_core: SipCore, prompts: Path, tmp_path: Path) -> AsyncIterator
     sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")  # type: ignore[union-attr]
     yield stack
     await stack.close()
-
-
-async def session_row(core: SipCore) -> dict:
-    for _ in range(100):
-        row = await core.pool.fetchrow("SELECT * FROM cc.ivr_sessions")
-        if row is not None:
-            return dict(row)
-        await asyncio.sleep(0.05)
-    raise AssertionError("the IVR reported no session")
 
 
 async def test_sipp_uac_pcap_speech_then_an_rfc4733_digit_queues_the_caller(
