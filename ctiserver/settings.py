@@ -124,6 +124,7 @@ class SipSettings:
     ivr_uri: str = ""                # the IVR (any SIP UAS): calls to ivr_pilots go there first; "" = none
     ivr_pilots: tuple[str, ...] = ("100",)
     ivr_routing: str = "ivr"         # "ivr": the IVR queues the call (SimProt ivr.route); "entry_rules": on answer
+    ivr_ping_interval: float = 20.0  # seconds between in-dialog OPTIONS to each IVR leg (0: never)
     outbound_uri: str = ""           # agents' outbound calls: "sip:{number}@pbx-address"; "" = not allowed
     keepalive: tuple[str, ...] = ()  # trunk peers pinged with OPTIONS: "udp:host:port" or "tcp:host:port"
     keepalive_interval: float = 30.0
@@ -463,6 +464,8 @@ def _validate_sip(sip: SipSettings, environment: str) -> None:
         _require(transport in ("udp", "tcp") and _peer_ok(rest), "sip.keepalive",
                  f"expected udp:host:port or tcp:host:port, got {_short(entry)}")
     _bounds("sip.keepalive_interval", sip.keepalive_interval, 0.1, 3600)
+    _require(sip.ivr_ping_interval == 0 or 0.1 <= sip.ivr_ping_interval <= 3600, "sip.ivr_ping_interval",
+             f"expected 0 (never) or 0.1..3600 seconds, got {sip.ivr_ping_interval}")
     _require(sip.ivr_routing in ("ivr", "entry_rules"), "sip.ivr_routing",
              f"expected 'ivr' or 'entry_rules', got {_short(sip.ivr_routing)}")
     for pilot in sip.ivr_pilots:

@@ -292,7 +292,26 @@ class CallControl:
     def enqueue_failed(self, contact_id: str, status: int, reason: str) -> list[Action]:
         """The ACD refused the call (no project for the pilot: 404; overloaded: 503)."""
         call = self._call(contact_id)
-        return self._end(call, f"rejected:{status}", [Reject(call.caller_leg, status, reason)])
+        end: Action = Hangup(call.caller_leg) if call.answered_by_ivr else Reject(call.caller_leg, status, reason)
+        if call.ivr_leg is not None and call.answered_by_ivr:
+            return self._end(call, f"rejected:{status}", [end, Hangup(call.ivr_leg)])
+        return self._end(call, f"rejected:{status}", [end])
+
+    def ivr_lost(self, leg: str) -> list[Action]:
+        """The IVR no longer knows the call (481 to our in-dialog OPTIONS, or no answer at all): it
+        restarted or died. No caller is dropped for it: a queued one stays queued (he gets his agent,
+        without the waiting treatment), one still in the IVR's menus is queued by the entry rules as
+        a plain IVR's would be. The IVR leg gets a BYE anyway (an IVR that is stuck, not gone)."""
+        call = self._by_leg.get(leg)
+        if call is None or leg != call.ivr_leg or not call.answered_by_ivr:
+            return []
+        self._by_leg.pop(leg, None)
+        call.ivr_leg = None
+        out: list[Action] = [Hangup(leg)]
+        if call.state is CallState.IVR and not call.enqueued:
+            call.enqueued = True
+            out.append(AcdEnqueue(call.contact_id, call.pilot, call.caller, {"ivr_lost": True}))
+        return out
 
     def caller_hangup(self, leg: str) -> list[Action]:
         """CANCEL or BYE from the caller (the adapter answers them itself)."""
@@ -333,7 +352,7 @@ class CallControl:
         call.state, call.agent_leg, call.agent_id = CallState.OFFERING, leg, agent_id
         self._by_leg[leg] = call
         # through the IVR the caller already has a session: the phone makes the offer (RFC 3725)
-        return [Dial(leg, contact_id, agent_id, target, call.caller, b"" if call.ivr_leg else call.offer)]
+        return [Dial(leg, contact_id, agent_id, target, call.caller, b"" if call.answered_by_ivr else call.offer)]
 
     def offer_cancelled(self, contact_id: str, agent_id: str) -> list[Action]:
         """The ACD withdrew the offer (ring timeout, the agent went not ready, the contact left):
@@ -345,7 +364,7 @@ class CallControl:
         leg = call.agent_leg
         call.stale.add(leg)
         call.agent_leg, call.agent_id = None, None
-        call.state = CallState.IVR if call.ivr_leg else CallState.QUEUED
+        call.state = CallState.IVR if call.answered_by_ivr else CallState.QUEUED
         return [Cancel(leg)]
 
     def acd_ended(self, contact_id: str, why: str) -> list[Action]:
@@ -392,7 +411,7 @@ class CallControl:
             self._by_leg.pop(leg, None)
             return [Hangup(leg)]
         assert call.agent_id is not None
-        if call.ivr_leg is not None:   # the phone's late offer goes to the caller (RFC 3725 flow I)
+        if call.answered_by_ivr:   # the phone's late offer goes to the caller (RFC 3725 flow I)
             call.state = CallState.BRIDGING
             return [Reinvite(call.caller_leg, sdp)]
         call.state = CallState.CONNECTED
@@ -476,10 +495,12 @@ class CallControl:
             return out
         if call.state is not CallState.BRIDGING or leg != call.caller_leg:
             return []
-        assert call.agent_leg is not None and call.agent_id is not None and call.ivr_leg is not None
+        assert call.agent_leg is not None and call.agent_id is not None
         ivr, call.ivr_leg = call.ivr_leg, None
-        self._by_leg.pop(ivr, None)
         call.state = CallState.CONNECTED
+        if ivr is None:   # (the IVR was lost meanwhile: nothing to release)
+            return [AckAnswer(call.agent_leg, sdp), AcdAccept(call.agent_id, call.contact_id)]
+        self._by_leg.pop(ivr, None)
         return [AckAnswer(call.agent_leg, sdp), Hangup(ivr), AcdAccept(call.agent_id, call.contact_id)]
 
     def caller_reinvite_failed(self, leg: str, status: int) -> list[Action]:
@@ -518,7 +539,7 @@ class CallControl:
         assert call.agent_id is not None
         agent = call.agent_id
         call.agent_leg, call.agent_id = None, None
-        call.state = CallState.IVR if call.ivr_leg else CallState.QUEUED
+        call.state = CallState.IVR if call.answered_by_ivr else CallState.QUEUED
         return [AcdOfferFailed(agent, call.contact_id, miss_kind(status))]
 
     def agent_hangup(self, leg: str) -> list[Action]:

@@ -7,6 +7,7 @@ arguments and answers a SimProt error naming the field; the work is :class:`Tele
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 from simprot.errors import ErrorCode, RequestError
@@ -75,7 +76,7 @@ class CallOps:
         if type(number) is not str:
             raise RequestError(ErrorCode.INVALID_ARGUMENT, "number: a string of digits", {"field": "number"})
         try:
-            call = self.tel.dial_out(conn.principal.username, number)
+            call = self.dial_out(conn.principal.username, number)
         except CallError as exc:
             raise RequestError(ErrorCode.INVALID_STATE, f"agent: {exc}", {"field": "agent"}) from None
         except (ValueError, AcdError) as exc:
@@ -88,7 +89,38 @@ class CallOps:
     def op_hangup(self, conn: Connection, args: dict) -> dict:
         call = args.get("call")
         try:
-            self.tel.hang_up_out(conn.principal.username, call if type(call) is str else "")
+            self.hang_up_out(conn.principal.username, call if type(call) is str else "")
         except CallError as exc:
             raise RequestError(ErrorCode.NOT_FOUND, str(exc), {"field": "call"}) from None
         return {"call": call, "state": "ended"}
+
+    # ---- the agent's own outbound calls (OUT-4) ---------------------------------------------------
+    def dial_out(self, agent_id: str, number: str) -> str:
+        """The agent calls a customer: his phone first, then the number through the trunk. Raises
+        ValueError naming what is wrong (the SimProt adapter turns it into an error)."""
+        tel = self.tel
+        if not tel.settings.outbound_uri:
+            raise ValueError("outbound calls are not configured (sip.outbound_uri)")
+        why = tel.dialplan.check(number)
+        if why is not None:
+            raise ValueError(f"number: {why}")
+        state = tel.distribution.engine.brief(agent_id)[0]
+        if state.value not in ("ready", "not_ready"):
+            raise ValueError(f"agent: {state.value}; outbound calls start from ready or not ready")
+        phone = tel.target_of(agent_id)
+        if phone is None:
+            raise ValueError("agent: no phone at your workplace")
+        call_id = "o" + secrets.token_hex(8)
+        target = tel.settings.outbound_uri.replace("{number}", number.replace(" ", ""))
+        actions = tel.outbound.dial(call_id, agent_id, phone, number, target)
+        tel.records.call_started(call_id, agent_id, number, call_id, target)
+        tel._perform(actions)   # type: ignore[arg-type]
+        tel._pump()
+        return call_id
+
+    def hang_up_out(self, agent_id: str, call_id: str) -> None:
+        call = self.tel.outbound.calls.get(call_id)
+        if call is None or call.agent_id != agent_id:
+            raise CallError(f"no outbound call {call_id} of yours")
+        self.tel._perform(self.tel.outbound.hangup(call_id))   # type: ignore[arg-type]
+        self.tel._pump()

@@ -80,6 +80,7 @@ from .control import (
 from .desktop import CallOps
 from .edge import DialPlan, RateLimiter, TrunkPeers
 from .ivr_ops import IvrOps
+from .ivr_watch import IvrWatch
 from .keepalive import TrunkKeepalive
 from .legs import ALLOW, HISTORY_KIND, SDP, Leg, build_invite, held_offer, reap, test_answer
 from .outbound import AcdOutbound, DialOut, OutboundCalls
@@ -130,6 +131,7 @@ class Telephony:
         self.referred: dict[str, str] = {}   # call -> the agent leg whose REFER is being carried out
         self.transfer_waiters: dict[str, asyncio.Future[int]] = {}   # call -> the IVR's ivr.transfer
         self.keepalive = TrunkKeepalive(settings, lambda: self.sent_by, self.records)
+        self.ivr_watch = IvrWatch(self)
 
     # ---- life -----------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -141,6 +143,7 @@ class Telephony:
         await self.load_workplaces()
         self._housekeeping = self.endpoint.loop.call_later(30.0, self._housekeep)
         self.keepalive.start(self.endpoint)
+        self.ivr_watch.start()
         log.info("sip.listening", extra={"host": self.settings.host, "port": port})
         return port
 
@@ -153,6 +156,7 @@ class Telephony:
 
     async def close(self) -> None:
         self.keepalive.close()
+        self.ivr_watch.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         if self.endpoint is not None:
@@ -245,6 +249,8 @@ class Telephony:
             txn = ev.transaction
             if isinstance(txn, ClientTransaction) and isinstance(txn.context, tuple) and txn.context[0] == "keepalive":
                 self.keepalive.state(txn.context[1], False)
+            elif isinstance(txn, ClientTransaction) and isinstance(txn.context, tuple) and txn.context[0] == "ivr_ping":
+                self.ivr_watch.answered(txn.context[1], 408 if isinstance(ev, TransactionTimeout) else 0)
             elif isinstance(txn, ClientTransaction):
                 assert self.endpoint is not None
                 self.endpoint.dialogs.transaction_failed(txn)
@@ -418,6 +424,8 @@ class Telephony:
         if isinstance(leg, tuple) and resp.status >= 200:   # ("reinvite" | "rehold" | "keepalive", ...)
             if leg[0] == "keepalive":
                 self.keepalive.state(leg[1], True)
+            elif leg[0] == "ivr_ping":
+                self.ivr_watch.answered(leg[1], resp.status)
             elif leg[0] == "reinvite":   # the bridge
                 self._reinvite_answered(leg[1], resp, dr)
             elif 200 <= resp.status < 300 and dr is not None and dr.kind is ResponseKind.ESTABLISHED and dr.dialog:
@@ -620,36 +628,7 @@ class Telephony:
                         leg.dialog.context = None   # break the cycle (see _forget)
                     leg.dialog = None
 
-    # ---- outbound calls (OUT-4) ---------------------------------------------------------------
-    def dial_out(self, agent_id: str, number: str) -> str:
-        """The agent calls a customer: his phone first, then the number through the trunk. Raises
-        ValueError naming what is wrong (the SimProt adapter turns it into an error)."""
-        if not self.settings.outbound_uri:
-            raise ValueError("outbound calls are not configured (sip.outbound_uri)")
-        why = self.dialplan.check(number)
-        if why is not None:
-            raise ValueError(f"number: {why}")
-        state = self.distribution.engine.brief(agent_id)[0]
-        if state.value not in ("ready", "not_ready"):
-            raise ValueError(f"agent: {state.value}; outbound calls start from ready or not ready")
-        phone = self.target_of(agent_id)
-        if phone is None:
-            raise ValueError("agent: no phone at your workplace")
-        call_id = "o" + secrets.token_hex(8)
-        target = self.settings.outbound_uri.replace("{number}", number.replace(" ", ""))
-        actions = self.outbound.dial(call_id, agent_id, phone, number, target)
-        self.records.call_started(call_id, agent_id, number, call_id, target)
-        self._perform(actions)   # type: ignore[arg-type]
-        self._pump()
-        return call_id
-
-    def hang_up_out(self, agent_id: str, call_id: str) -> None:
-        call = self.outbound.calls.get(call_id)
-        if call is None or call.agent_id != agent_id:
-            raise CallError(f"no outbound call {call_id} of yours")
-        self._perform(self.outbound.hangup(call_id))   # type: ignore[arg-type]
-        self._pump()
-
+    # ---- outbound calls (OUT-4; started in desktop.py) ----------------------------------------
     def _agent_outbound(self, agent_id: str, start: bool) -> None:
         """Not offered ACD contacts while on an outbound call; back to where he was afterwards."""
         d = self.distribution

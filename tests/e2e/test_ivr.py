@@ -214,3 +214,57 @@ async def test_a_queued_caller_takes_the_callback_offer(ivr: IvrStack, sip_core:
     offer_at, offer_score = locate(ivr.prompt("callback_offer")[:-2000], heard)
     ok_at, ok_score = locate(ivr.prompt("callback_ok")[:-2000], heard)
     assert offer_score > 0.6 and ok_score > 0.6 and ok_at > offer_at, (offer_at, offer_score, ok_at, ok_score)
+
+
+async def test_a_caller_is_not_left_in_silence_when_the_ivr_restarts(ivr: IvrStack, sip_core: SipCore,
+                                                                       tmp_path: Path) -> None:
+    """The IVR process dies in the middle of a call and comes back: the core's in-dialog OPTIONS
+    get 481, so the caller, still in the menus, is queued by the entry rules and bridged to the
+    agent when he is ready."""
+    import dataclasses
+
+    from ivr_engine.engine import IvrEngine
+    from tests.e2e.ivr_stack import IVR_PASSWORD
+
+    [agent] = await sip_core.add_agents(1)
+    await sip_core.pool.execute("INSERT INTO cc.entry_rules (position, pilot, project) VALUES (2, '100', 'general')")
+    await sip_core.app.distribution.load_config()  # type: ignore[union-attr]
+    sip_core.app.distribution.engine_input(lambda e, t: e.not_ready(agent, t, "break"), "test")  # type: ignore[union-attr]
+    tel = sip_core.telephony
+    tel.settings = dataclasses.replace(tel.settings, ivr_ping_interval=0.3)
+    agent_phone = await sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(sip_core.phones[agent]), "-m", "1",
+                             cwd=tmp_path)
+    async with await Baresip.start(tmp_path / "caller", ["<sip:420271004245@127.0.0.1>;regint=0"],
+                                   seconds=30) as caller:
+        await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
+        await caller.wait_event("CALL_ESTABLISHED", 5)
+        await the_run(ivr)
+        # the IVR dies without a word (no BYE): its SIP endpoint and media go, then it starts again
+        old = ivr.engine
+        for r in list(old.runs.values()):
+            if r.leg is not None:
+                r.leg.close()
+        assert old.sip.endpoint is not None
+        await old.sip.endpoint.close()
+        await old.client.close()
+        ivr.engine = IvrEngine(old.settings, IVR_PASSWORD)
+        await ivr.engine.start(connect_wait=5.0)
+        call = next(iter(tel.control.calls.values()))
+        for _ in range(100):
+            if call.ivr_leg is None and call.enqueued:
+                break
+            await asyncio.sleep(0.05)
+        assert call.ivr_leg is None and call.enqueued, "the core noticed the lost IVR and queued the caller"
+        assert tel.ivr_watch.lost == 1
+        sip_core.app.distribution.engine_input(lambda e, t: e.ready(agent, t), "test")  # type: ignore[union-attr]
+        for _ in range(100):
+            if [c.state.value for c in tel.control.calls.values()] == ["connected"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [c.state.value for c in tel.control.calls.values()] == ["connected"], caller.tail()
+        await caller.command("hangup")
+        await caller.wait_event("CALL_CLOSED", 5)
+        assert await agent_phone.wait(8) == 0, (sipp_errors(tmp_path), caller.tail())
+    await sip_core.app.history.flush()  # type: ignore[union-attr]
+    contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
+    assert contact["outcome"] == "answered" and '"ivr_lost": true' in contact["data"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from ctiserver.acd import MissKind
 from ctiserver.calls.control import (
     AcdAccept,
     AcdCancel,
+    AcdEnqueue,
+    AcdOfferFailed,
     AckAnswer,
     Answer,
     CallControl,
@@ -120,3 +123,32 @@ def test_a_failed_ivr_transfer_leaves_the_caller_with_the_ivr() -> None:
     cc.ivr_transfer("k1", "sip:1@127.0.0.1")
     # the caller hangs up while the target rings: both the target and the IVR are released
     assert cc.caller_hangup("in1") == [Hangup("k1/t3"), Hangup("k1/ivr"), CallEnded("k1", "caller_hangup", False)]
+
+
+def test_a_lost_ivr_drops_no_caller() -> None:
+    cc = CallControl()
+    talking_to_ivr(cc)
+    # in the menus: queued by the entry rules, the IVR leg released
+    assert cc.ivr_lost("k1/ivr") == [Hangup("k1/ivr"), AcdEnqueue("k1", "100", "420271004245", {"ivr_lost": True})]
+    assert cc.ivr_lost("k1/ivr") == []
+    # offered later: the phone makes the offer and the caller (answered by the IVR) is re-INVITEd
+    assert cc.offer("k1", "agent1", "sip:agent1@127.0.0.1:5091") == [
+        Dial("k1/1", "k1", "agent1", "sip:agent1@127.0.0.1:5091", "420271004245", b"")]
+    assert cc.agent_failed("k1/1", 486) == [AcdOfferFailed("agent1", "k1", MissKind.REJECTED)]
+    assert cc.calls["k1"].state is CallState.IVR   # (the caller is still answered: no ringback state)
+    cc.offer("k1", "agent1", "sip:agent1@127.0.0.1:5091")
+    assert cc.agent_answered("k1/2", b"v=0 phone") == [Reinvite("in1", b"v=0 phone")]
+    assert cc.caller_reinvite_answered("in1", b"v=0 answer") == [AckAnswer("k1/2", b"v=0 answer"),
+                                                                 AcdAccept("agent1", "k1")]
+
+
+def test_a_lost_ivr_leaves_a_queued_caller_queued_and_an_unroutable_one_is_hung_up() -> None:
+    cc = CallControl()
+    talking_to_ivr(cc)
+    cc.ivr_route("k1")
+    assert cc.ivr_lost("k1/ivr") == [Hangup("k1/ivr")]   # queued already: he keeps his place
+    cc2 = CallControl()
+    talking_to_ivr(cc2)
+    cc2.ivr_lost("k1/ivr")
+    # no entry rule for the pilot: the caller was answered, so he gets a BYE (not an error response)
+    assert cc2.enqueue_failed("k1", 404, "Not Found") == [Hangup("in1"), CallEnded("k1", "rejected:404", False)]
