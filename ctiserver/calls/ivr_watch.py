@@ -1,12 +1,12 @@
 """Is the IVR still there for its callers? In-dialog OPTIONS on every IVR leg (RFC 3261 §11.2).
 
 Every ``sip.ivr_ping_interval`` seconds the core sends an OPTIONS inside the dialog of each IVR leg
-whose caller is with the IVR. An IVR that restarted answers 481 (it no longer knows the dialog);
-one that is gone does not answer at all (a transaction timeout or a transport failure). Either
-way :meth:`CallControl.ivr_lost` takes over: no caller is left in silence (a queued one stays
-queued; one still in the menus is queued by the entry rules). Any other answer means the leg is
-alive. The pings of one round are spread over the interval, so 2,000 IVR legs pinged every 20 s
-cost 100 small transactions a second.
+whose caller is with the IVR (first when the leg has been up for one interval). An IVR that
+restarted answers 481 (it no longer knows the dialog); one that is gone does not answer at all (a
+transaction timeout or a transport failure). Either way :meth:`CallControl.ivr_lost` takes over:
+no caller is left in silence (a queued one stays queued; one still in the menus is queued by the
+entry rules). Any other answer means the leg is alive. The pings of one round are spread over the
+interval, so 2,000 IVR legs pinged every 20 s cost 100 small transactions a second.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class IvrWatch:
     def __init__(self, tel: Telephony) -> None:
         self.tel = tel
         self._queue: list[str] = []
+        self._seen: dict[str, float] = {}   # IVR leg -> when a round first saw it
         self._timer: asyncio.TimerHandle | None = None
         self.lost = 0
 
@@ -54,9 +55,12 @@ class IvrWatch:
             self._queue.clear()
             self._timer = self.tel.endpoint.loop.call_later(IDLE, self._round)
             return
-        if not self._queue:
-            self._queue = [c.ivr_leg for c in self.tel.control.calls.values()
-                           if c.ivr_leg is not None and c.answered_by_ivr and c.state is not CallState.ENDED]
+        if not self._queue:   # a new round: the legs that have been up for an interval at least
+            now = self.tel.endpoint.now()
+            live = {c.ivr_leg for c in self.tel.control.calls.values()
+                    if c.ivr_leg is not None and c.answered_by_ivr and c.state is not CallState.ENDED}
+            self._seen = {leg: self._seen.get(leg, now) for leg in live}
+            self._queue = [leg for leg, since in self._seen.items() if now - since >= interval]
         steps = max(1, int(interval / 0.05))   # a batch every 50 ms
         batch = max(1, -(-len(self._queue) // steps))
         batch_legs = self._queue[:batch]
@@ -64,7 +68,7 @@ class IvrWatch:
             self._ping(leg_id)
         del self._queue[:batch]
         self.tel.endpoint.flush()
-        # (no IVR legs: look again soon, so a call that starts now is watched from its first interval)
+        # (nothing to ping: look again soon, so a new call is pinged about one interval after it began)
         idle = not batch_legs
         self._timer = self.tel.endpoint.loop.call_later(
             0.05 if self._queue else min(interval, IDLE) if idle else interval, self._round)
