@@ -1,5 +1,6 @@
 """``ctictl ivr ...``: the IVR's call flows and the holidays (IVR-1, IVR-2; permission ivr.configure).
 
+    ctictl ivr sessions [--limit N] [--hours H]   the latest IVR sessions, and outcomes per flow
     ctictl ivr flows                  the stored flows and their pilots
     ctictl ivr load FILE              validate a flow file (TOML or JSON) here, then store it
     ctictl ivr show NAME              a stored flow, as JSON
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from simprot.client import SimProtClient
@@ -26,6 +28,9 @@ def add_parser(sub: Any) -> None:
     iv = sub.add_parser("ivr", help="the IVR's call flows and holidays")
     acts = iv.add_subparsers(dest="action", required=True)
     acts.add_parser("flows")
+    se = acts.add_parser("sessions")
+    se.add_argument("--limit", type=int, default=20)
+    se.add_argument("--hours", type=float, default=24.0, help="the outcome counts cover this many hours")
     acts.add_parser("load").add_argument("file")
     acts.add_parser("show").add_argument("name")
     acts.add_parser("delete").add_argument("name")
@@ -53,6 +58,11 @@ async def cmd_ivr(client: SimProtClient, args: argparse.Namespace, show: Any, ta
     elif a == "delete":
         res = await client.request("ivr.flow.delete", {"name": args.name})
         show(args, res, f"deleted flow {res['name']}")
+    elif a == "sessions":
+        res = await client.request("ivr.sessions", {"limit": args.limit, "hours": args.hours})
+        rows = [{**r, "ended": time.strftime("%H:%M:%S", time.localtime(r["ended"]))} for r in res["sessions"]]
+        show(args, res, table(rows, ["ended", "contact", "flow", "caller", "stage", "outcome", "seconds"])
+             + f"\n\noutcomes in the last {res['hours']:g} h:\n" + table(res["outcomes"], ["flow", "outcome", "n"]))
     elif a == "holidays":
         res = await client.request("ivr.holidays")
         show(args, res, table(res["holidays"], ["day", "name"]))

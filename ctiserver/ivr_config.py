@@ -58,6 +58,7 @@ class IvrConfig:
     def operations(self) -> list[Operation]:
         return [Operation("ivr.config", self.op_config, "contacts.enqueue"),
                 Operation("ivr.session", self.op_session, "contacts.enqueue"),
+                Operation("ivr.sessions", self.op_sessions, "acd.supervise"),
                 Operation("ivr.flows", self.op_flows, "ivr.configure"),
                 Operation("ivr.flow.get", self.op_flow_get, "ivr.configure"),
                 Operation("ivr.flow.put", self.op_flow_put, "ivr.configure"),
@@ -84,6 +85,24 @@ class IvrConfig:
         await self.pool.execute("""INSERT INTO cc.ivr_sessions (contact, flow, caller, pilot, started, ended, stage,
                                    path, outcome, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""", *row)
         return {"contact": row[0], "recorded": True}
+
+    async def op_sessions(self, conn: Connection, args: dict) -> dict:
+        """The latest IVR sessions (newest first) and, over the last ``hours``, how many ended how,
+        per flow: where callers give up, how many reach an agent."""
+        limit = args.get("limit", 20)
+        hours = args.get("hours", 24)
+        if type(limit) is not int or not 0 <= limit <= 1000:
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "limit: 0..1000", {"field": "limit"})
+        if not isinstance(hours, int | float) or isinstance(hours, bool) or not 0 < hours <= 24 * 366:
+            raise RequestError(ErrorCode.INVALID_ARGUMENT, "hours: more than 0, at most a year", {"field": "hours"})
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=float(hours))
+        rows = await self.pool.fetch("""SELECT contact, flow, caller, pilot, started, ended, stage, outcome
+                                        FROM cc.ivr_sessions ORDER BY ended DESC, id DESC LIMIT $1""", limit)
+        counts = await self.pool.fetch("""SELECT flow, outcome, count(*) AS n FROM cc.ivr_sessions WHERE ended >= $1
+                                          GROUP BY flow, outcome ORDER BY flow, outcome""", since)
+        return {"sessions": [{**dict(r), "started": r["started"].timestamp(), "ended": r["ended"].timestamp(),
+                              "seconds": round((r["ended"] - r["started"]).total_seconds(), 1)} for r in rows],
+                "outcomes": [dict(r) for r in counts], "hours": hours}
 
     # ---- administration ------------------------------------------------------------------------------
     async def op_flows(self, conn: Connection, args: dict) -> dict:

@@ -74,7 +74,16 @@ async def test_the_ivr_reports_its_sessions(core: Core) -> None:
         with pytest.raises(RequestError) as err:
             await admin.request("ivr.session", {**report, field: value})
         assert err.value.details == {"field": field}
-    row = await core.app.db.pool.fetchrow("SELECT * FROM cc.ivr_sessions")  # type: ignore[union-attr]
+    await admin.request("ivr.session", {**report, "contact": "s2", "outcome": "bridged", "stage": "queue"})
+    got = await admin.request("ivr.sessions", {"limit": 1})
+    assert [s["contact"] for s in got["sessions"]] == ["s2"] and got["sessions"][0]["seconds"] == 30.0
+    assert got["outcomes"] == [{"flow": "demo", "outcome": "abandoned_queued", "n": 1},
+                               {"flow": "demo", "outcome": "bridged", "n": 1}]
+    with pytest.raises(RequestError) as err:
+        await admin.request("ivr.sessions", {"limit": -1})
+    assert err.value.details == {"field": "limit"}
+    await admin.request("ivr.session", {**report, "contact": "s3"})   # (rows for the ctictl check below)
+    row = await core.app.db.pool.fetchrow("SELECT * FROM cc.ivr_sessions WHERE contact = 's1'")  # type: ignore[union-attr]
     assert (row["contact"], row["stage"], row["outcome"], row["path"]) == (
         "s1", "queue", "abandoned_queued", "start>welcome>menu>queue")
     assert abs(row["ended"].timestamp() - now) < 0.01
