@@ -191,6 +191,8 @@ class IvrEngine:
         await self.sip.close()
         for run in list(self.runs.values()):
             self._release(run)
+        if self._tasks:   # the last session reports reach the core before we hang up on it
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         if self.http is not None:
             await self.http.close()
         await self.client.close()
@@ -290,6 +292,8 @@ class IvrEngine:
         run.bye = why
         if run.session is None or run.session.done:   # (not started yet: the ACK never came)
             self._release(run)
+        elif why == "shutdown":   # we are going away: the core takes the caller back
+            self._event(run, Hangup("ended"))
         elif why != "bye":      # our own hangup, no ACK, cancelled: the session is over
             self._event(run, Hangup("caller"))
         elif run.transferring:  # the core moved the caller to the transfer target

@@ -91,22 +91,26 @@ class IvrSip:
         return port
 
     async def close(self) -> None:
+        """Hand every call back to the core: a BYE with ``Reason: SIP;cause=503`` tells it the IVR
+        is going away (the caller is queued or stays queued), not that the flow hung up."""
         for call in list(self.calls.values()):
-            self.hangup(call, "shutdown")
+            self.hangup(call, "shutdown", reason='SIP;cause=503;text="IVR shutting down"')
         if self.endpoint is not None:
             self.endpoint.flush()
             await asyncio.sleep(0.05)   # the BYEs leave before the sockets close
             await self.endpoint.close()
 
     # ---- from the engine --------------------------------------------------------------------------
-    def hangup(self, call: IvrCall, why: str) -> None:
-        """End the call from our side: BYE once answered, else a final error."""
+    def hangup(self, call: IvrCall, why: str, *, reason: str = "") -> None:
+        """End the call from our side: BYE once answered (with a Reason header, RFC 3326, if
+        given), else a final error."""
         if call.ended:
             return
         assert self.endpoint is not None
         now = self.endpoint.now()
         if call.dialog is not None:
-            bye = call.dialog.new_request("BYE", transport=call.peer.transport.upper(), sent_by=self.sent_by)
+            bye = call.dialog.new_request("BYE", transport=call.peer.transport.upper(), sent_by=self.sent_by,
+                                          headers=[("Reason", reason)] if reason else ())
             try:
                 self.endpoint.dialogs.send_request(call.dialog, bye, call.peer, now)
             except (TransactionError, DialogError) as exc:

@@ -305,7 +305,9 @@ class Telephony:
                 if isinstance(leg, Leg):
                     leg.ended = True
                     self.records.leg_over(leg.id, 200, "bye")
-                    self._perform(self._safe(self._handlers[leg.kind][2], leg.id))
+                    going = leg.kind == "ivr" and "cause=503" in (req.header("Reason") or "").replace(" ", "")
+                    # (an IVR that shuts down hands its callers back: Reason: SIP;cause=503; docs/ivr.md)
+                    self._perform(self._safe(self.control.ivr_lost if going else self._handlers[leg.kind][2], leg.id))
             elif method == Method.REFER and isinstance(leg, Leg) and leg.kind == "agent":
                 refer.on_refer(self, leg, req, txn, now)   # the phone's transfer button (RFC 3515)
             elif method == Method.INVITE and isinstance(leg, Leg) and leg.kind == "caller":

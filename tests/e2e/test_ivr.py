@@ -216,11 +216,12 @@ async def test_a_queued_caller_takes_the_callback_offer(ivr: IvrStack, sip_core:
     assert offer_score > 0.6 and ok_score > 0.6 and ok_at > offer_at, (offer_at, offer_score, ok_at, ok_score)
 
 
-async def test_a_caller_is_not_left_in_silence_when_the_ivr_restarts(ivr: IvrStack, sip_core: SipCore,
-                                                                       tmp_path: Path) -> None:
-    """The IVR process dies in the middle of a call and comes back: the core's in-dialog OPTIONS
-    get 481, so the caller, still in the menus, is queued by the entry rules and bridged to the
-    agent when he is ready."""
+@pytest.mark.parametrize("how", ["dies", "shuts_down"])
+async def test_a_caller_is_not_left_in_silence_when_the_ivr_goes_away(ivr: IvrStack, sip_core: SipCore,
+                                                                        tmp_path: Path, how: str) -> None:
+    """The IVR process dies in the middle of a call and comes back (the core's in-dialog OPTIONS get
+    481), or it is stopped (its BYE says Reason: SIP;cause=503): either way the caller, still in the
+    menus, is queued by the entry rules and bridged to the agent when he is ready."""
     import dataclasses
 
     from ivr_engine.engine import IvrEngine
@@ -239,23 +240,27 @@ async def test_a_caller_is_not_left_in_silence_when_the_ivr_restarts(ivr: IvrSta
         await caller.command("dial", f"sip:100@127.0.0.1:{sip_core.port}")
         await caller.wait_event("CALL_ESTABLISHED", 5)
         await the_run(ivr)
-        # the IVR dies without a word (no BYE): its SIP endpoint and media go, then it starts again
         old = ivr.engine
-        for r in list(old.runs.values()):
-            if r.leg is not None:
-                r.leg.close()
-        assert old.sip.endpoint is not None
-        await old.sip.endpoint.close()
-        await old.client.close()
-        ivr.engine = IvrEngine(old.settings, IVR_PASSWORD)
-        await ivr.engine.start(connect_wait=5.0)
+        if how == "dies":   # without a word (no BYE): its SIP endpoint and media go, then it starts again
+            for r in list(old.runs.values()):
+                if r.leg is not None:
+                    r.leg.close()
+            assert old.sip.endpoint is not None
+            await old.sip.endpoint.close()
+            await old.client.close()
+            ivr.engine = IvrEngine(old.settings, IVR_PASSWORD)
+            await ivr.engine.start(connect_wait=5.0)
+        else:               # SIGTERM: it hands its callers back
+            await old.close()
+            ivr.engine = IvrEngine(old.settings, IVR_PASSWORD)   # (for the fixture's close)
+            await ivr.engine.start(connect_wait=5.0)
         call = next(iter(tel.control.calls.values()))
         for _ in range(100):
             if call.ivr_leg is None and call.enqueued:
                 break
             await asyncio.sleep(0.05)
-        assert call.ivr_leg is None and call.enqueued, "the core noticed the lost IVR and queued the caller"
-        assert tel.ivr_watch.lost == 1
+        assert call.ivr_leg is None and call.enqueued, "the core took the caller back and queued him"
+        assert tel.ivr_watch.lost == (1 if how == "dies" else 0)
         sip_core.app.distribution.engine_input(lambda e, t: e.ready(agent, t), "test")  # type: ignore[union-attr]
         for _ in range(100):
             if [c.state.value for c in tel.control.calls.values()] == ["connected"]:
@@ -268,3 +273,6 @@ async def test_a_caller_is_not_left_in_silence_when_the_ivr_restarts(ivr: IvrSta
     await sip_core.app.history.flush()  # type: ignore[union-attr]
     contact = await sip_core.pool.fetchrow("SELECT outcome, data FROM cc.contact_history")
     assert contact["outcome"] == "answered" and '"ivr_lost": true' in contact["data"]
+    if how == "shuts_down":   # the stopped IVR reported its session before it went
+        row = await session_row(sip_core)
+        assert row["outcome"] == "ended", row
