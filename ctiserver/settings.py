@@ -417,8 +417,8 @@ def _validate_ivr(ivr: IvrSettings) -> None:
     _bounds("ivr.port", ivr.port, 0, 65535)
     _bounds("ivr.rtp_port_min", ivr.rtp_port_min, 1024, 65534)
     _bounds("ivr.rtp_port_max", ivr.rtp_port_max, ivr.rtp_port_min + 1, 65535)
-    _require(ivr.rtp_port_max - ivr.rtp_port_min + 1 >= ivr.max_legs, "ivr.rtp_port_max",
-             f"fewer RTP ports than ivr.max_legs ({ivr.max_legs}) need")
+    _require((ivr.rtp_port_max - ivr.rtp_port_min + 1) // 2 >= ivr.max_legs, "ivr.rtp_port_max",
+             f"fewer RTP/RTCP port pairs than ivr.max_legs ({ivr.max_legs}) need")
     _bounds("ivr.max_legs", ivr.max_legs, 1, 100_000)
     _bounds("ivr.config_refresh", ivr.config_refresh, 1.0, 3600.0)
     _require(bool(ivr.core), "ivr.core", "at least one host:port")
