@@ -19,6 +19,7 @@ from simprot.errors import ErrorCode, RequestError
 from simprot.server import Connection, Operation
 
 from ..acd import AcdError
+from ..distribution import _arg
 from .control import CallError
 
 if TYPE_CHECKING:
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
 
 TRANSFER_WAIT = 64.0   # seconds: longer than an INVITE's timer B (32 s) plus the re-INVITE to the caller
 MAX_DATA = 64          # keys in the data an IVR attaches to a call
-
-
-def _field(args: dict, name: str, typ: type, default: Any = None) -> Any:
-    value = args.get(name, default)
-    if not isinstance(value, typ) or isinstance(value, bool) or (typ is str and not value):
-        raise RequestError(ErrorCode.INVALID_ARGUMENT, f"{name}: missing or of the wrong type", {"field": name})
-    return value
 
 
 class IvrOps:
@@ -53,9 +47,9 @@ class IvrOps:
 
     async def op_route(self, conn: Connection, args: dict) -> dict:
         """Queue the IVR's caller in ``project``; answers once the contact is committed."""
-        project = _field(args, "project", str)
-        data = _field(args, "data", dict, {})
-        priority = _field(args, "priority", int, 0)
+        project = _arg(args, "project")
+        data = _arg(args, "data", dict, required=False, default={})
+        priority = _arg(args, "priority", int, required=False, default=0)
         if len(data) > MAX_DATA or not all(type(k) is str and type(v) in (str, int, float) for k, v in data.items()):
             raise RequestError(ErrorCode.INVALID_ARGUMENT, f"data: up to {MAX_DATA} keys, text or number values",
                                {"field": "data"})
@@ -82,7 +76,7 @@ class IvrOps:
     async def op_transfer(self, conn: Connection, args: dict) -> dict:
         """Blind transfer of the IVR's caller (not queued) to ``number``: answers ``transferred``
         once the caller talks to the target, or an error with the target's SIP status."""
-        number = _field(args, "number", str)
+        number = _arg(args, "number")
         why = self.tel.dialplan.check(number)
         if why is not None or not self.tel.settings.outbound_uri:
             raise RequestError(ErrorCode.INVALID_ARGUMENT, f"number: {why or 'transfers need sip.outbound_uri'}",

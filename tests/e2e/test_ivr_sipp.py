@@ -62,3 +62,28 @@ async def test_in_band_digits_from_generated_audio_walk_the_ehic_check(
     assert "ehic_x" in steps and "after_ehic" in steps and not any("invalid" in s for s in steps), row
     assert ivr.register.app[ehic_mock.SEEN] == ["123456784"]  # type: ignore[attr-defined]
     assert row["outcome"] == "abandoned", row
+
+
+async def test_ivr_operations_refuse_bad_requests_naming_the_field(sip_core: SipCore) -> None:
+    from simprot.client import SimProtClient
+    from simprot.errors import ErrorCode, RequestError
+    from tests.integration.conftest import ADMIN, ADMIN_PW
+
+    host, port = sip_core.app.simprot_address
+    client = SimProtClient([f"{host}:{port}"], user=ADMIN, password=ADMIN_PW, reconnect=False)
+    await client.connect()
+    try:
+        for op, args, code, field in (
+                ("ivr.route", {"contact": "s0", "project": "general"}, ErrorCode.NOT_FOUND, "contact"),
+                ("ivr.route", {"contact": "s0"}, ErrorCode.INVALID_ARGUMENT, "project"),
+                ("ivr.route", {"contact": "s0", "project": "general", "data": {"a": [1]}},
+                 ErrorCode.INVALID_ARGUMENT, "data"),
+                ("ivr.route", {"contact": "s0", "project": "general", "priority": "high"},
+                 ErrorCode.INVALID_ARGUMENT, "priority"),
+                ("ivr.transfer", {"contact": "s0", "number": "00420123456789"}, ErrorCode.INVALID_ARGUMENT, "number"),
+                ("ivr.transfer", {"contact": "s0"}, ErrorCode.INVALID_ARGUMENT, "number")):
+            with pytest.raises(RequestError) as err:
+                await client.request(op, args)
+            assert (err.value.code, err.value.details) == (code, {"field": field}), (op, args, err.value)
+    finally:
+        await client.close()
