@@ -416,6 +416,8 @@ def _validate_ivr(ivr: IvrSettings) -> None:
     import ipaddress
     _bounds("ivr.port", ivr.port, 0, 65535)
     _bounds("ivr.rtp_port_min", ivr.rtp_port_min, 1024, 65534)
+    _require(ivr.rtp_port_min % 2 == 0, "ivr.rtp_port_min",
+             f"expected an even port (RTP even, RTCP odd), got {ivr.rtp_port_min}")
     _bounds("ivr.rtp_port_max", ivr.rtp_port_max, ivr.rtp_port_min + 1, 65535)
     _require((ivr.rtp_port_max - ivr.rtp_port_min + 1) // 2 >= ivr.max_legs, "ivr.rtp_port_max",
              f"fewer RTP/RTCP port pairs than ivr.max_legs ({ivr.max_legs}) need")

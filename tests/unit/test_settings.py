@@ -394,6 +394,7 @@ def test_ivr_section_is_checked_and_names_the_key() -> None:
     for override, key in (("ivr.core=nohost", "ivr.core"), ("ivr.variables=1bad=x", "ivr.variables"),
                           ("ivr.trunk_peers=somewhere", "ivr.trunk_peers"),
                           ("ivr.rtp_port_max=40010", "ivr.rtp_port_max"),
+                          ("ivr.rtp_port_min=40001", "ivr.rtp_port_min"),
                           ("ivr.config_refresh=0", "ivr.config_refresh"), ("ivr.user=", "ivr.user")):
         with pytest.raises(ConfigError) as err:
             load_settings(None, env={}, overrides=[override])
