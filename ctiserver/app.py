@@ -287,13 +287,7 @@ async def serve(settings: Settings) -> int:
         return 1
     _print_banner(app)
     notifier.ready(f"serving SimProt on {app.simprot_address[0]}:{app.simprot_address[1]}")
-    watchdog = None
-    if notifier.watchdog_interval:
-        async def pet() -> None:
-            while True:
-                notifier.watchdog()
-                await asyncio.sleep(notifier.watchdog_interval)  # type: ignore[arg-type]
-        watchdog = loop.create_task(pet())
+    watchdog = notifier.pet_watchdog()
     await stop.wait()
     notifier.stopping()
     if watchdog:

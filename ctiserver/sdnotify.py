@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
@@ -37,3 +38,17 @@ class Notifier:
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")
+
+    def pet_watchdog(self) -> asyncio.Task | None:
+        """With WatchdogSec= set: a task that pets the watchdog from the running event loop (a hung
+        loop then gets the process restarted); cancel it when stopping. None without a watchdog."""
+        interval = self.watchdog_interval
+        if not interval:
+            return None
+
+        async def pet() -> None:
+            while True:
+                self.watchdog()
+                await asyncio.sleep(interval)
+
+        return asyncio.get_running_loop().create_task(pet())

@@ -106,13 +106,7 @@ async def _serve(settings: Settings) -> int:
           f"prompts in {settings.ivr.prompts}", flush=True)
     notifier = Notifier()
     notifier.ready(f"SIP on {settings.ivr.host}:{port}, {len(engine.flows)} pilots")
-    pet = None
-    if notifier.watchdog_interval:   # WatchdogSec=: pet it from the event loop (a hung loop gets restarted)
-        async def pets() -> None:
-            while True:
-                notifier.watchdog()
-                await asyncio.sleep(notifier.watchdog_interval)  # type: ignore[arg-type]
-        pet = loop.create_task(pets())
+    pet = notifier.pet_watchdog()
     await stop.wait()
     log.info("ivr.stopping")
     notifier.stopping()
