@@ -91,7 +91,7 @@ def _check_flow(path: str, prompts: str | None) -> int:
 async def _serve(settings: Settings) -> int:
     from .engine import IvrEngine
 
-    engine = IvrEngine(settings.ivr, None, node=settings.node.name)   # the password file is read at start
+    engine = IvrEngine(settings.ivr, None)   # the password file is read at start
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -107,7 +107,7 @@ class PromptSource:
                 parts.append(self.cache.get(await self.speaker.wav(item.text, language)))
             else:
                 parts.append(self.cache.get(self.path(item.name, language)))
-        if got is not None and len(got[0]) == len(parts) and all(a is b for a, b in zip(got[0], parts, strict=True)):
+        if got is not None and all(a is b for a, b in zip(got[0], parts, strict=True)):   # (same items: same count)
             self._joined.move_to_end(key)
             return got[1]
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.int16)
@@ -138,10 +138,8 @@ class Run:
 
 
 class IvrEngine:
-    def __init__(self, settings: IvrSettings, password: str | None, *, node: str = "",
-                 client: SimProtClient | None = None) -> None:
+    def __init__(self, settings: IvrSettings, password: str | None, *, client: SimProtClient | None = None) -> None:
         self.settings = settings
-        self.node = node
         self.client = client or SimProtClient(list(settings.core), user=settings.user, password=password,
                                               client_name="ivr-engine")
         self.speaker = Speaker(settings.tts, settings.tts_cache)
